@@ -1,0 +1,143 @@
+"""rlkd's vector-env layer: one Gymnasium 1.x ``VectorEnv`` API over every backend.
+
+``make_vec(env_id, num_envs, seed)`` returns a ``gymnasium.vector.VectorEnv`` with
+
+* batched ``observation_space``/``action_space`` and ``single_observation_space``/``single_action_space``;
+* SAME_STEP autoreset (declared in ``metadata["autoreset_mode"]``): when an episode ends, ``step``
+  already returns the first observation of the next one, and the last observation is in
+  ``info["final_obs"]`` (indexed by env, valid where ``info["_final_obs"]``) so truncated episodes
+  can be bootstrapped;
+* ``info["episode"] = {"r": returns, "l": lengths}`` with mask ``info["_episode"]`` on episode ends.
+
+Backends: envpool (C++), a native ``vector_entry_point`` (our AGV warehouse), and Gymnasium's
+``SyncVectorEnv`` for any other registered id, including ``module:Env-v0`` ids and user env specs
+(YAML files, see :mod:`rlkd.envs.specs`). Importing this package registers rlkd's own envs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from functools import cache
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode, VectorEnv
+from rlkd.envs.envpool_adapter import EnvpoolVectorEnv, envpool_ids
+from rlkd.envs.specs import register_spec_file, register_spec_folder
+from rlkd.envs.wrappers import EpisodeStatistics
+
+from rlkd.errors import UserError
+
+BACKENDS = ("auto", "envpool", "gymnasium")
+
+__all__ = ["BACKENDS", "EnvpoolVectorEnv", "EpisodeStatistics", "make_vec", "resolve_backend"]
+
+
+@cache
+def _register_rlkd_envs() -> None:
+    # Imported here, not at module top, so that a broken optional scene fails loudly only when used.
+    from rlkd.envs.agv import register_agv_envs
+    from rlkd.envs.dmc import register_dmc_envs
+
+    register_agv_envs()
+    register_dmc_envs()
+    register_spec_folder()
+
+
+def gymnasium_ids() -> list[str]:
+    """Every id in Gymnasium's registry (after rlkd registered its own)."""
+    _register_rlkd_envs()
+    return sorted(gym.registry)
+
+
+def resolve_backend(env_id: str, backend: str = "auto") -> str:
+    """Decide which backend serves ``env_id``.
+
+    ``auto`` prefers envpool for ids it knows (it is several times faster than Python envs),
+    then Gymnasium's registry (which includes rlkd's envs and ``module:Env-v0`` ids).
+
+    Raises:
+        UserError: unknown backend or id; the message lists the closest known ids.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown env backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    in_envpool = env_id in envpool_ids()
+    in_gym = env_id in gymnasium_ids()
+    if backend == "envpool" and not in_envpool:
+        raise UserError(f"envpool has no task {env_id!r}{_suggest(env_id, envpool_ids())}")
+    if backend == "gymnasium" and not in_gym:
+        raise UserError(f"Gymnasium has no env {env_id!r}{_suggest(env_id, gymnasium_ids())}")
+    if backend != "auto":
+        return backend
+    if in_envpool:
+        return "envpool"
+    if in_gym:
+        return "gymnasium"
+    raise UserError(
+        f"unknown env id {env_id!r}{_suggest(env_id, envpool_ids() + gymnasium_ids())} "
+        "(`rlkd envs list` shows every id; register your own with a YAML spec, see README)"
+    )
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env_kwargs: Any) -> VectorEnv:
+    """Make ``num_envs`` copies of ``env_id`` as one SAME_STEP-autoreset ``VectorEnv``.
+
+    Args:
+        env_id: envpool task id, Gymnasium id (``module:Env-v0`` too), ``rlkd/...`` id, or the
+            path of a YAML env spec file.
+        num_envs: Number of parallel environments (>= 1).
+        seed: Seed of the first environment; environment ``i`` gets ``seed + i``.
+        backend: ``auto``, ``envpool`` or ``gymnasium``.
+        **env_kwargs: Passed to the environment constructor.
+
+    Returns:
+        The vector env, already wrapped with :class:`EpisodeStatistics`. Call ``reset(seed=seed)``
+        before stepping.
+    """
+    if num_envs < 1:
+        raise UserError(f"num_envs must be at least 1, got {num_envs}")
+    if env_id.endswith((".yaml", ".yml")):
+        env_id = register_spec_file(env_id)
+    if ":" in env_id:
+        # Gymnasium's module:Env-v0 convention: importing the module registers the env.
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"cannot import {module!r} to register its envs: {exc}") from None
+    backend = resolve_backend(env_id, backend)
+    if backend == "envpool":
+        return EpisodeStatistics(EnvpoolVectorEnv(env_id, num_envs, seed, **env_kwargs))
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise UserError(f"cannot load env {env_id!r}: {exc}") from None
+    try:
+        envs = None
+        if spec.vector_entry_point is not None:
+            envs = gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+            if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
+                # e.g. Gymnasium's CartPoleVectorEnv resets on the next step; step copies instead.
+                envs.close()
+                envs = None
+        if envs is None:
+            envs = gym.make_vec(
+                env_id,
+                num_envs,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                **env_kwargs,
+            )
+    except TypeError as exc:
+        raise UserError(f"bad env_kwargs for {env_id!r}: {exc}") from None
+    return EpisodeStatistics(envs)
+
+
+# DESIGN.md: rlkd registers its own envs when rlkd.envs is imported.
+_register_rlkd_envs()

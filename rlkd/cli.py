@@ -1,0 +1,258 @@
+"""The ``rlkd`` command line: train | resume | eval | report | collect | pretrain | envs | tb.
+
+User errors (bad ids, options, files) print one line ``error: ...`` on stderr and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rlkd.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with DESIGN.md's error contract: one ``error:`` line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+# ------------------------------------------------------------------------------------------ train
+def _train_parser(agent_cls: type | None, skip: set[str]) -> _Parser:
+    parser = _Parser(
+        prog="rlkd train",
+        description="Train an agent. Values resolve as: field defaults < --preset < --config < options.",
+        add_help=agent_cls is not None,  # the first pass only finds --agent; --help needs the fields
+    )
+    parser.add_argument("--agent", default="ppo", help="ppo, dreamer or diswm (default: ppo)")
+    parser.add_argument(
+        "--preset", default=None, help="named preset of the agent, e.g. debug, classic, atari"
+    )
+    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of field: value")
+    parser.add_argument(
+        "--env", dest="env_id", default=argparse.SUPPRESS, help="environment id (alias of --env-id)"
+    )
+    if agent_cls is not None:
+        from rlkd.config import add_field_options
+
+        add_field_options(parser, agent_cls, skip=skip)
+    return parser
+
+
+def _resolve_train(argv: Sequence[str]) -> tuple[Any, Any]:
+    """Parse ``rlkd train`` options into (agent module, resolved config)."""
+    from rlkd.agents import agent_module
+    from rlkd.config import read_yaml, resolve
+
+    first, _ = _train_parser(None, set()).parse_known_args(argv)
+    agent = first.agent
+    if first.config and "--agent" not in argv:
+        agent = str(read_yaml(first.config).get("agent", agent))
+    module = agent_module(agent)
+    skip = {"agent", "preset"}
+    args = _train_parser(module.CONFIG, skip).parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k not in ("agent", "preset", "config")}
+    cli["agent"] = agent
+    cfg = resolve(module.CONFIG, module.PRESETS, args.preset, args.config, cli)
+    return module, cfg
+
+
+def cmd_train(argv: Sequence[str]) -> None:
+    from rlkd.run import Run
+
+    module, cfg = _resolve_train(argv)
+    run = Run.create(cfg, module.label(cfg))
+    print(f"run folder: {run.path}", file=sys.stderr)
+    module.train(cfg, run, None)
+    print(f"done: {run.path} (TensorBoard: rlkd tb {run.path})", file=sys.stderr)
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from rlkd.agents import agent_module
+    from rlkd.config import from_dict, save_yaml
+    from rlkd.run import Run
+
+    run = Run.open(args.run_dir)
+    module = agent_module(str(run.config.get("agent", "ppo")))
+    cfg = from_dict(module.CONFIG, run.config, str(run.path / "config.yaml"))
+    checkpoint = run.load_checkpoint("latest")
+    if args.total_steps is not None:
+        if args.total_steps <= 0:
+            raise UserError(f"--total-steps must be positive, got {args.total_steps}")
+        cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
+    if checkpoint["step"] >= cfg.total_steps:
+        raise UserError(
+            f"run {run.path} already reached step {checkpoint['step']} of {cfg.total_steps}; "
+            "pass --total-steps N with a larger N to train further"
+        )
+    save_yaml(cfg, run.path / "config.yaml")
+    # Scalars up to and including the checkpoint's step were logged before it was written; anything
+    # later is superseded by the resumed run (TensorBoard hides purged points).
+    run = Run(run.path, Run.open(run.path).config, purge_step=int(checkpoint["step"]) + 1)
+    print(f"resuming {run.path} from step {checkpoint['step']}", file=sys.stderr)
+    module.train(cfg, run, checkpoint)
+
+
+# ------------------------------------------------------------------------------------------ envs
+def cmd_envs(args: argparse.Namespace) -> None:
+    from rlkd.envs import envpool_ids, gymnasium_ids, make_vec, resolve_backend
+
+    if args.action == "list":
+        gym_ids = gymnasium_ids()
+        rlkd_ids = [i for i in gym_ids if i.startswith("rlkd/")]
+        print(f"# rlkd ({len(rlkd_ids)})")
+        print("\n".join(rlkd_ids))
+        print(f"\n# envpool ({len(envpool_ids())})")
+        print("\n".join(envpool_ids()))
+        others = [i for i in gym_ids if not i.startswith("rlkd/")]
+        print(f"\n# gymnasium ({len(others)})")
+        print("\n".join(others))
+        return
+    if not args.env_id:
+        raise UserError("`rlkd envs show` needs an env id, e.g. `rlkd envs show CartPole-v1`")
+    backend = resolve_backend(args.env_id, args.backend)
+    envs = make_vec(args.env_id, 1, 0, backend)
+    print(f"id:                {args.env_id}")
+    print(f"backend:           {backend}")
+    print(f"observation space: {envs.single_observation_space}")
+    print(f"action space:      {envs.single_action_space}")
+    print(f"autoreset mode:    {envs.metadata.get('autoreset_mode')}")
+    envs.close()
+
+
+# ------------------------------------------------------------------------------------------ others
+def cmd_eval(args: argparse.Namespace) -> None:
+    from rlkd.evaluate import evaluate
+
+    result = evaluate(
+        Path(args.run_dir),
+        checkpoint=args.checkpoint,
+        episodes=args.episodes,
+        deterministic=args.deterministic,
+        video=Path(args.video) if args.video else None,
+        device=args.device,
+    )
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from rlkd.analysis import report
+
+    result = report(
+        args.runs,
+        out=Path(args.out) if args.out else None,
+        metrics=args.metric or None,
+        group_by=[g for g in args.group_by.split(",") if g],
+    )
+    print(result.text)
+
+
+def cmd_tb(args: argparse.Namespace) -> None:
+    from rlkd.tb import serve
+
+    serve(Path(args.run_dir))
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from rlkd.datasets import collect
+
+    out = collect(args.env_id, args.episodes, Path(args.out), policy=args.policy, seed=args.seed)
+    print(f"wrote {args.episodes} episodes to {out}")
+
+
+def cmd_pretrain(argv: Sequence[str]) -> None:
+    from rlkd import pretrain
+    from rlkd.config import add_field_options, resolve
+    from rlkd.run import Run
+
+    parser = _Parser(
+        prog="rlkd pretrain", description="Offline action-free pretraining (DisWM) on a video dataset."
+    )
+    parser.add_argument("--preset", default=None, help=f"one of {', '.join(pretrain.PRESETS)}")
+    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of field: value")
+    add_field_options(parser, pretrain.PretrainConfig, skip={"agent", "preset"})
+    args = parser.parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k not in ("preset", "config")}
+    cfg = resolve(pretrain.PretrainConfig, pretrain.PRESETS, args.preset, args.config, cli)
+    run = Run.create(cfg, "pretrain")
+    print(f"run folder: {run.path}", file=sys.stderr)
+    pretrain.pretrain(cfg, run, None)
+
+
+def _main_parser() -> _Parser:
+    parser = _Parser(prog="rlkd", description="RL agents built on distillation (RND, RDD, DisWM).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("train", help="train an agent (rlkd train --help lists every option)", add_help=False)
+    sub.add_parser("pretrain", help="offline action-free pretraining on videos (DisWM)", add_help=False)
+    p = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument(
+        "--total-steps", type=int, default=None, help="new total (to train past the original budget)"
+    )
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--checkpoint", default="latest", help="latest or a step number")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--deterministic", action="store_true", help="take the most likely action")
+    p.add_argument("--video", default=None, metavar="FILE.gif", help="write a GIF of the first episode")
+    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("report", help="tables, learning-curve PNGs and CSVs from TensorBoard event files")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
+    p.add_argument("--out", default=None, help="output folder (default: report/ next to the runs)")
+    p.add_argument("--metric", action="append", default=None, help="tag to report (repeatable)")
+    p.add_argument("--group-by", default="env_id,agent,intrinsic", help="config fields that define a group")
+    p = sub.add_parser("collect", help="record episodes as a video dataset (npz)")
+    p.add_argument("--env", dest="env_id", required=True)
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--policy", default="random", help="random or a RUN_DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("envs", help="list env ids or show one env's spaces")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("env_id", nargs="?")
+    p.add_argument("--backend", default="auto")
+    p = sub.add_parser("tb", help="start TensorBoard on the runs folder")
+    p.add_argument("run_dir", nargs="?", default="runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlkd`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv:
+            argv = ["train"]
+        if argv[0] == "train":
+            cmd_train(argv[1:])
+            return 0
+        if argv[0] == "pretrain":
+            cmd_pretrain(argv[1:])
+            return 0
+        args = _main_parser().parse_args(argv)
+        handlers = {
+            "resume": cmd_resume,
+            "eval": cmd_eval,
+            "report": cmd_report,
+            "collect": cmd_collect,
+            "envs": cmd_envs,
+            "tb": cmd_tb,
+        }
+        handlers[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the latest checkpoint is kept (rlkd resume RUN_DIR continues)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Typed run configurations, named presets, YAML files and the command-line options built from them.
+
+Every agent has one dataclass deriving from :class:`TrainConfig`. Each field carries exactly one
+docstring (the string literal right under it), which is what ``rlkd train --help`` prints, so
+the help text and the code never drift apart. Values are resolved in this order, later wins:
+dataclass defaults < preset < ``--config FILE.yaml`` < individual command-line options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import difflib
+import inspect
+import itertools
+import textwrap
+import types
+import typing
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from rlkd.errors import UserError
+
+C = TypeVar("C", bound="TrainConfig")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Fields every agent shares: what to train on, for how long, where to write."""
+
+    agent: str = "ppo"
+    """Agent to train: ppo, dreamer or diswm."""
+    env_id: str = "rlkd/AGVWarehouse-v0"
+    """Environment id: an envpool id, a Gymnasium id (also module:Env-v0), or an rlkd/ id."""
+    env_backend: str = "auto"
+    """Vector-env backend: auto, envpool or gymnasium."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Extra keyword arguments passed to the environment constructor (YAML mapping)."""
+    num_envs: int = 16
+    """Number of parallel environments."""
+    total_steps: int = 300_000
+    """Total environment steps (summed over parallel environments) to train for."""
+    seed: int = 1
+    """Seed of every random number generator (torch, numpy, environments)."""
+    device: str = "cpu"
+    """Torch device: cpu or cuda."""
+    torch_threads: int = 0
+    """Torch intra-op threads; 0 keeps torch's default."""
+    preset: str = ""
+    """Name of the preset this config started from (recorded for reference)."""
+    run_dir: str = ""
+    """Exact run folder to write; empty creates runs_root/<env>__<agent>__<seed>__<time>."""
+    runs_root: str = "runs"
+    """Folder in which named run folders are created."""
+    checkpoint_interval: int = 50_000
+    """Write a checkpoint every this many environment steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """How many most recent step checkpoints to keep on disk."""
+    log_interval: int = 2_048
+    """Log scalars to TensorBoard at most every this many environment steps."""
+
+    def validate(self) -> None:
+        """Check values that no type annotation can express; raise :class:`UserError`."""
+        for name in ("num_envs", "total_steps", "checkpoint_interval", "keep_checkpoints", "log_interval"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        if self.env_backend not in ("auto", "envpool", "gymnasium"):
+            raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"--device must be cpu or cuda, got {self.device!r}")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Return ``{field: docstring}`` read from the attribute docstrings of ``cls`` and its bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Convert a YAML or command-line value to the declared type of field ``name``."""
+    tp = _field_type(cls, name)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or value == "none":
+            return None
+        tp = args[0]
+        origin = typing.get_origin(tp)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+        if origin is dict:
+            if isinstance(value, str):
+                value = yaml.safe_load(value) or {}
+            if not isinstance(value, Mapping):
+                raise ValueError
+            return dict(value)
+        if origin in (tuple, list):
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split()]
+            (item_tp, *_rest) = typing.get_args(tp) or (str,)
+            return origin(item_tp(v) for v in value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise UserError(f"--{_flag(name)} expects {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def apply_overrides(cfg: C, overrides: Mapping[str, Any], source: str) -> C:
+    """Return a copy of ``cfg`` with ``overrides`` applied; unknown keys fail with close matches."""
+    names = [f.name for f in dataclasses.fields(cfg)]
+    changes = {}
+    for key, value in overrides.items():
+        k = key.replace("-", "_")
+        if k not in names:
+            close = difflib.get_close_matches(k, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown config field {key!r} in {source}{hint}")
+        changes[k] = _coerce(type(cfg), k, value)
+    return dataclasses.replace(cfg, **changes)
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain-data view of a config, as written to ``config.yaml``."""
+    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def save_yaml(cfg: TrainConfig, path: Path) -> None:
+    """Write ``cfg`` to ``path`` as YAML (atomically: a half-written config is never read back)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(path)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line :class:`UserError`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"config file {path} is not valid YAML{where}: fix or regenerate it") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of field: value, got {type(data).__name__}")
+    return data
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], source: str) -> C:
+    """Build a config of type ``cls`` from a mapping (e.g. a saved ``config.yaml``)."""
+    cfg = apply_overrides(cls(), data, source)
+    cfg.validate()
+    return cfg
+
+
+def add_field_options(parser: argparse.ArgumentParser, cls: type[TrainConfig], skip: set[str]) -> None:
+    """Add one ``--flag`` per dataclass field (help text from the field docstring).
+
+    Options default to ``argparse.SUPPRESS`` so only what the user typed becomes an override.
+    """
+    docs = field_docs(cls)
+    defaults = cls()
+    group = parser.add_argument_group(f"{cls.__name__} fields (defaults shown before presets apply)")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp = _field_type(cls, f.name)
+        help_text = f"{docs.get(f.name, '')} (default: {getattr(defaults, f.name)!r})"
+        if tp is bool:
+            group.add_argument(
+                f"--{_flag(f.name)}",
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                f"--{_flag(f.name)}", dest=f.name, default=argparse.SUPPRESS, metavar="V", help=help_text
+            )
+
+
+def resolve(
+    cls: type[C],
+    presets: Mapping[str, Mapping[str, Any]],
+    preset: str | None,
+    config_file: str | None,
+    cli: Mapping[str, Any],
+) -> C:
+    """Resolve defaults < preset < YAML file < command line into a validated config."""
+    cfg = cls()
+    if preset:
+        if preset not in presets:
+            close = difflib.get_close_matches(preset, list(presets), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(
+                f"unknown preset {preset!r} for agent {cfg.agent}{hint} (known: {', '.join(presets)})"
+            )
+        cfg = apply_overrides(cfg, {**presets[preset], "preset": preset}, f"preset {preset!r}")
+    if config_file:
+        cfg = apply_overrides(cfg, read_yaml(config_file), config_file)
+    cfg = apply_overrides(cfg, cli, "the command line")
+    cfg.validate()
+    return cfg

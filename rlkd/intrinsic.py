@@ -1,0 +1,574 @@
+"""Intrinsic-reward modules: Random Network Distillation (RND) and Random Distribution Distillation (RDD).
+
+Both modules share one small interface (:class:`IntrinsicModule`) that agents code against:
+
+- :meth:`~IntrinsicModule.bonus` maps a batch of raw next observations to a raw bonus, with no side
+  effects (no statistic updates, no random numbers drawn), so it is safe during rollouts and evaluation;
+- :meth:`~IntrinsicModule.normalize_rewards` scales a rollout's ``(T, N)`` bonuses by the running std of
+  the non-episodic discounted intrinsic return (RND paper, section 2.4) and is the only place that updates
+  reward statistics;
+- :meth:`~IntrinsicModule.loss` is the predictor's distillation loss on a minibatch; gradients reach the
+  predictor only, the random target is frozen;
+- observation statistics (``obs_rms``) and reward statistics (``reward_scaler``) are buffers, so they are
+  part of ``state_dict()`` and of every checkpoint.
+
+References:
+    Burda, Edwards, Storkey, Klimov. "Exploration by Random Network Distillation", ICLR 2019,
+    arXiv:1810.12894 (RND), and its reference code github.com/openai/random-network-distillation.
+    Fang, Yang, Tao, Lyu, Li, Shen, Li. "Exploration by Random Distribution Distillation", 2025,
+    arXiv:2505.11044 (RDD).
+
+Example:
+    >>> module = make_intrinsic("rnd", envs.single_observation_space, num_envs=8)
+    >>> module.init_obs_stats(random_agent_obs)                   # (B, *obs_shape)
+    >>> raw = module.bonus(next_obs)                               # (N,) per step of a rollout
+    >>> scaled = module.normalize_rewards(raw_rollout)             # (T, N) at rollout end
+    >>> module.update_obs_stats(rollout_next_obs.flatten(0, 1))
+    >>> loss = module.loss(minibatch_next_obs)["predictor"]        # in the PPO update
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from abc import ABC, abstractmethod
+
+import gymnasium
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
+
+__all__ = [
+    "INTRINSIC_NAMES",
+    "RDD",
+    "RND",
+    "IntrinsicModule",
+    "make_intrinsic",
+]
+
+INTRINSIC_NAMES: tuple[str, ...] = ("none", "rnd", "rdd")
+
+#: Normalized observations are clipped to this range (RND paper, section 2.4: "clip ... between -5 and 5").
+OBS_CLIP = 5.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Observation layout
+# --------------------------------------------------------------------------------------------------------
+
+
+def _pixel_layout(shape: tuple[int, ...], frame_channels: int | None) -> tuple[bool, int]:
+    """Decide how to read a rank-3 pixel observation.
+
+    Returns:
+        ``(channels_last, keep)``: whether the channel axis is last, and how many trailing channels
+        (the most recent frame) to keep.
+    """
+    if shape[2] < shape[0] and shape[2] < shape[1]:
+        channels_last, channels = True, shape[2]
+    elif shape[0] < shape[1] and shape[0] < shape[2]:
+        channels_last, channels = False, shape[0]
+    else:
+        raise ValueError(
+            f"cannot tell the channel axis of pixel observations of shape {shape}: expected (C, H, W) or "
+            "(H, W, C) with C smaller than H and W"
+        )
+    if frame_channels is None:
+        # RND feeds the networks only the last frame of a stack (paper, appendix). A stack of RGB
+        # frames has a channel count divisible by 3; grayscale stacks (Atari: 4) keep one channel.
+        if channels in (1, 3):
+            frame_channels = channels
+        elif channels % 3 == 0:
+            frame_channels = 3
+        else:
+            frame_channels = 1
+    if not 1 <= frame_channels <= channels:
+        raise ValueError(f"frame_channels={frame_channels} must be between 1 and the {channels} channels")
+    return channels_last, frame_channels
+
+
+class _ObsAdapter:
+    """Turns raw observations ``(B, *obs_shape)`` into network inputs ``(B, *input_shape)`` (float32)."""
+
+    def __init__(self, obs_space: gymnasium.Space, frame_channels: int | None = None) -> None:
+        supported = (
+            "supported observation spaces: Box of shape (D,) (vectors), or uint8 Box of shape (C, H, W) "
+            "(channel-first, e.g. Atari (4, 84, 84) frame stacks) or (H, W, C) (channel-last RGB)"
+        )
+        if not isinstance(obs_space, gymnasium.spaces.Box):
+            raise ValueError(
+                f"intrinsic rewards cannot handle observation space {obs_space!r}; {supported}. "
+                "Flatten Dict/Tuple observations or one-hot encode Discrete ones with a wrapper first."
+            )
+        self.obs_shape: tuple[int, ...] = tuple(obs_space.shape)
+        if len(self.obs_shape) == 1:
+            self.pixels = False
+            self.input_shape: tuple[int, ...] = self.obs_shape
+            self.channels_last, self.keep = False, 0
+        elif len(self.obs_shape) == 3:
+            self.pixels = True
+            self.channels_last, self.keep = _pixel_layout(self.obs_shape, frame_channels)
+            h, w = self.obs_shape[:2] if self.channels_last else self.obs_shape[1:]
+            self.input_shape = (self.keep, h, w)
+        else:
+            raise ValueError(
+                f"intrinsic rewards cannot handle a Box of shape {self.obs_shape} "
+                f"(rank {len(self.obs_shape)}); {supported}"
+            )
+
+    def __call__(self, obs: Tensor) -> Tensor:
+        if tuple(obs.shape[1:]) != self.obs_shape:
+            raise ValueError(f"expected observations of shape (B, {self.obs_shape}), got {tuple(obs.shape)}")
+        if self.pixels and self.channels_last:
+            obs = obs[..., -self.keep :].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, keep, H, W)
+        elif self.pixels:
+            obs = obs[:, -self.keep :]  # (B, C, H, W) -> (B, keep, H, W): the most recent frame
+        return obs.float()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------------------------
+
+
+def _orthogonal_init(module: nn.Module, gain: float = math.sqrt(2.0)) -> None:
+    # The RND reference initializes every conv/linear layer orthogonally with gain sqrt(2) and zero bias
+    # (also the output layer of target and predictor).
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+
+
+def _conv_trunk(in_channels: int) -> nn.Sequential:
+    # RND paper appendix / reference code: 3 convs 32/64/64, kernels 8/4/3, strides 4/2/1, leaky ReLU.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 8, stride=4),
+        nn.LeakyReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.LeakyReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.LeakyReLU(),
+        nn.Flatten(),
+    )
+
+
+def _conv_net(input_shape: tuple[int, ...], output_dim: int, extra_layers: int) -> nn.Sequential:
+    """Conv trunk, then ``extra_layers`` hidden FC layers of width 512 (ReLU), then a linear output."""
+    trunk = _conv_trunk(input_shape[0])
+    with torch.no_grad():
+        flat = trunk(torch.zeros(1, *input_shape)).shape[1]
+    layers: list[nn.Module] = [trunk]
+    width = flat
+    for _ in range(extra_layers):
+        layers += [nn.Linear(width, 512), nn.ReLU()]
+        width = 512
+    layers.append(nn.Linear(width, output_dim))
+    return nn.Sequential(*layers)
+
+
+def _mlp(input_dim: int, hidden: int, num_hidden: int, output_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = input_dim
+    for _ in range(num_hidden):
+        layers += [nn.Linear(width, hidden), nn.LeakyReLU()]
+        width = hidden
+    layers.append(nn.Linear(width, output_dim))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Base class
+# --------------------------------------------------------------------------------------------------------
+
+
+class IntrinsicModule(nn.Module, ABC):
+    """Shared machinery of distillation bonuses: observation handling, statistics, target and predictor.
+
+    Subclasses build ``target`` (frozen) and ``predictor`` (trained) and define :meth:`bonus`,
+    :meth:`loss` and optionally :meth:`metrics`.
+
+    Args:
+        obs_space: The *single-environment* observation space.
+        num_envs: Number of parallel environments (columns of the rollout's bonus array).
+        gamma_int: Discount of the running intrinsic return used for reward scaling.
+        update_proportion: Fraction of each minibatch the predictor trains on. The RND paper keeps the
+            predictor's update rate fixed as the number of parallel environments grows by training it on
+            a random 32 / num_envs of the experience; its hyperparameter table lists 0.25 (128 envs).
+        output_dim: Embedding size of target and predictor.
+        frame_channels: For pixel observations, how many trailing channels form the most recent frame
+            (default: guessed, 1 for grayscale stacks, 3 for RGB).
+    """
+
+    obs_rms: RunningMeanStd
+    reward_scaler: DiscountedReturnScaler
+    target: nn.Module
+    predictor: nn.Module
+
+    def __init__(
+        self,
+        obs_space: gymnasium.Space,
+        num_envs: int,
+        *,
+        gamma_int: float,
+        update_proportion: float,
+        output_dim: int,
+        frame_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < update_proportion <= 1.0:
+            raise ValueError(f"update_proportion must be in (0, 1], got {update_proportion}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be positive, got {num_envs}")
+        self.adapter = _ObsAdapter(obs_space, frame_channels)
+        self.update_proportion = float(update_proportion)
+        self.output_dim = int(output_dim)
+        # Per-pixel statistics for images, per-feature for vectors (RND paper, section 2.4).
+        self.obs_rms = RunningMeanStd(self.adapter.input_shape)
+        # Intrinsic returns are non-episodic (RND paper, section 2.3), so is the return used for scaling.
+        self.reward_scaler = DiscountedReturnScaler(num_envs, gamma_int, episodic=False)
+        self._last_metrics: dict[str, float] = {}
+
+    # ---- subclasses ---------------------------------------------------------------------------------
+
+    def _freeze_target(self) -> None:
+        # The target is never trained: no gradients, never in an optimizer, always in eval mode.
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        self.target.eval()
+
+    def train(self, mode: bool = True) -> IntrinsicModule:
+        """Set train/eval mode of the predictor; the target always stays in eval mode."""
+        super().train(mode)
+        self.target.eval()
+        return self
+
+    @abstractmethod
+    def bonus(self, next_obs: Tensor) -> Tensor:
+        """Raw (unscaled) bonus ``(B,)`` for raw observations ``(B, *obs_shape)``; no side effects."""
+
+    @abstractmethod
+    def loss(self, next_obs: Tensor) -> dict[str, Tensor]:
+        """Predictor loss ``{"predictor": scalar}`` on raw observations ``(B, *obs_shape)``."""
+
+    def metrics(self) -> dict[str, float]:
+        """Diagnostics of the last :meth:`loss` call, to log under ``intrinsic/``."""
+        return dict(self._last_metrics)
+
+    # ---- observations -------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.obs_rms.mean.device
+
+    def _as_tensor(self, obs: Tensor | np.ndarray) -> Tensor:
+        return torch.as_tensor(obs, device=self.device)
+
+    def normalize_obs(self, obs: Tensor | np.ndarray) -> Tensor:
+        """Raw ``(B, *obs_shape)`` -> normalized, clipped network input ``(B, *input_shape)`` (float32)."""
+        x = self.adapter(self._as_tensor(obs))
+        return self.obs_rms.normalize(x, clip=OBS_CLIP).float()
+
+    @torch.no_grad()
+    def init_obs_stats(self, obs: Tensor | np.ndarray) -> None:
+        """Fold observations ``(B, *obs_shape)`` collected by a random agent into ``obs_rms``.
+
+        The RND paper (section 2.4) initializes the normalization parameters by stepping a random agent
+        for a small number of steps before training; this is that explicit step (constructors never step
+        an environment). May be called several times with chunks.
+        """
+        self.obs_rms.update(self.adapter(self._as_tensor(obs)))
+
+    @torch.no_grad()
+    def update_obs_stats(self, obs: Tensor | np.ndarray) -> None:
+        """Fold a batch of observations ``(B, *obs_shape)`` (e.g. a rollout's next obs) into ``obs_rms``."""
+        self.obs_rms.update(self.adapter(self._as_tensor(obs)))
+
+    # ---- rewards ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def normalize_rewards(self, bonuses: Tensor) -> Tensor:
+        """Scale raw bonuses ``(T, N)`` by the running std of the discounted intrinsic return.
+
+        Updates ``reward_scaler`` first (non-episodic, per environment along time), then divides; this is
+        the only method that updates reward statistics. ``T = 1`` is fine for step-by-step use.
+        """
+        num_envs = self.reward_scaler.returns.shape[0]
+        if bonuses.ndim != 2 or bonuses.shape[1] != num_envs:
+            raise ValueError(f"expected bonuses of shape (T, {num_envs}), got {tuple(bonuses.shape)}")
+        # Statistics live on the module's device; return on the caller's device.
+        on_device = bonuses.to(self.device)
+        self.reward_scaler.update(on_device)
+        return self.reward_scaler.scale(on_device).to(bonuses.device)
+
+    # ---- helpers ------------------------------------------------------------------------------------
+
+    def _update_mask(self, batch: int, device: torch.device) -> Tensor:
+        # RND reference: each sample of a minibatch enters the predictor loss with probability
+        # update_proportion (a Bernoulli mask, not a fixed-size subset).
+        return (torch.rand(batch, device=device) < self.update_proportion).float()
+
+    def _masked_mean(self, per_sample: Tensor, mask: Tensor) -> Tensor:
+        # Divide by the number of kept samples (at least 1) so the loss scale does not depend on the mask.
+        return (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# RND
+# --------------------------------------------------------------------------------------------------------
+
+
+class RND(IntrinsicModule):
+    """Random Network Distillation (Burda et al. 2018, arXiv:1810.12894).
+
+    A frozen random ``target`` embeds the normalized next observation; a deeper ``predictor`` regresses
+    it on visited states, and the prediction error is the bonus.
+
+    Bonus convention: mean squared error over the output axis, as the reference code
+    (``tf.reduce_mean(tf.square(...), axis=-1)``); CleanRL uses sum/2 instead. The two differ by the
+    constant factor ``output_dim / 2``, which the return-std reward normalization removes.
+
+    Networks: pixels use the paper's convs (target: convs -> linear 512; predictor: convs -> two extra
+    512 ReLU layers -> linear 512); vectors use MLPs with leaky ReLU, 2 x ``hidden`` for the target and
+    3 x ``hidden`` for the predictor (the predictor is deliberately the more expressive of the two).
+    """
+
+    def __init__(
+        self,
+        obs_space: gymnasium.Space,
+        num_envs: int,
+        *,
+        gamma_int: float = 0.99,
+        update_proportion: float = 0.25,
+        output_dim: int | None = None,
+        hidden: int = 256,
+        frame_channels: int | None = None,
+    ) -> None:
+        adapter = _ObsAdapter(obs_space, frame_channels)
+        if output_dim is None:
+            output_dim = 512 if adapter.pixels else 128
+        super().__init__(
+            obs_space,
+            num_envs,
+            gamma_int=gamma_int,
+            update_proportion=update_proportion,
+            output_dim=output_dim,
+            frame_channels=frame_channels,
+        )
+        shape = self.adapter.input_shape
+        if self.adapter.pixels:
+            self.target = _conv_net(shape, output_dim, extra_layers=0)
+            self.predictor = _conv_net(shape, output_dim, extra_layers=2)
+        else:
+            self.target = _mlp(shape[0], hidden, 2, output_dim)
+            self.predictor = _mlp(shape[0], hidden, 3, output_dim)
+        _orthogonal_init(self.target)
+        _orthogonal_init(self.predictor)
+        self._freeze_target()
+
+    def _errors(self, x: Tensor) -> Tensor:
+        """Per-sample mean squared prediction error ``(B,)`` for normalized inputs ``x``."""
+        with torch.no_grad():
+            target = self.target(x)  # (B, output_dim)
+        return (self.predictor(x) - target).square().mean(dim=-1)
+
+    @torch.no_grad()
+    def bonus(self, next_obs: Tensor | np.ndarray) -> Tensor:
+        """Raw bonus ``(B,)``: mean over the output axis of the squared prediction error."""
+        return self._errors(self.normalize_obs(next_obs))
+
+    def loss(self, next_obs: Tensor | np.ndarray) -> dict[str, Tensor]:
+        """Distillation loss on a random ``update_proportion`` of the minibatch ``(B, *obs_shape)``."""
+        errors = self._errors(self.normalize_obs(next_obs))  # (B,)
+        mask = self._update_mask(errors.shape[0], errors.device)
+        detached = errors.detach()
+        self._last_metrics = {
+            "update_fraction": float(mask.mean()),
+            "batch_bonus_mean": float(detached.mean()),
+            "batch_bonus_std": float(detached.std(unbiased=False)),
+        }
+        return {"predictor": self._masked_mean(errors, mask)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# RDD
+# --------------------------------------------------------------------------------------------------------
+
+
+class RDD(IntrinsicModule):
+    """Random Distribution Distillation (Fang et al. 2025, arXiv:2505.11044).
+
+    The target of a state is a *distribution*, N(mu(s) + m, sigma^2 I), where ``mu`` is a frozen random
+    network and ``m`` a constant mean offset; every time the predictor trains on a state it regresses a
+    fresh sample of it (paper, method section: "each time a target output f_tar(s) is sampled from this
+    distribution"). The paper's implementation fixes the variance to one sigma^2 for all states instead
+    of a second random network sigma(s). The bonus is measured against the distribution's *mean*
+    (paper, eq. 11)::
+
+        b(s) = || f_theta(s) - (mu(s) + m) ||^2 / d
+
+    A predictor converged on ``n`` samples of ``s`` outputs their empirical mean, so ``b(s) / sigma^2``
+    estimates ``1 / n`` (Lemma 4.1: this z_n is an unbiased, consistent estimator of 1/n). For a predictor
+    that is not converged, b is bounded by a pseudo-count term sigma^2 / n plus a discrepancy term
+    || f*_n(s) - f_theta(s) ||^2 (section 4.4), which is how RDD unifies count-based and prediction-error
+    exploration. :meth:`metrics` logs these quantities for the last training minibatch.
+
+    Defaults follow the paper's hyperparameters: sigma = 1, target mean 1 (section 5.4 ablates both; with
+    mean 1 an unseen state starts with a bonus near 1), output dimension 64 for vector states and 512 for
+    Atari, hidden width 64 for vector states.
+
+    Args:
+        obs_space: Single-environment observation space.
+        num_envs: Number of parallel environments.
+        gamma_int: Discount of the running intrinsic return used for reward scaling.
+        update_proportion: Fraction of each minibatch the predictor trains on.
+        output_dim: Embedding size (default 64 for vectors, 512 for pixels).
+        sigma: Standard deviation of the target distribution (default 1).
+        target_mean: Constant offset ``m`` added to ``mu(s)`` (default 1).
+        hidden: Hidden width of the vector MLPs (default 64).
+        frame_channels: See :class:`IntrinsicModule`.
+    """
+
+    def __init__(
+        self,
+        obs_space: gymnasium.Space,
+        num_envs: int,
+        *,
+        gamma_int: float = 0.99,
+        update_proportion: float = 0.25,
+        output_dim: int | None = None,
+        sigma: float = 1.0,
+        target_mean: float = 1.0,
+        hidden: int = 64,
+        frame_channels: int | None = None,
+    ) -> None:
+        adapter = _ObsAdapter(obs_space, frame_channels)
+        if output_dim is None:
+            output_dim = 512 if adapter.pixels else 64
+        if sigma <= 0.0:
+            raise ValueError(f"rdd sigma must be positive, got {sigma}")
+        super().__init__(
+            obs_space,
+            num_envs,
+            gamma_int=gamma_int,
+            update_proportion=update_proportion,
+            output_dim=output_dim,
+            frame_channels=frame_channels,
+        )
+        self.sigma = float(sigma)
+        self.target_mean = float(target_mean)
+        shape = self.adapter.input_shape
+        # ``target`` is the mean network mu; same architectures as RND (the paper builds on RND's code).
+        if self.adapter.pixels:
+            self.target = _conv_net(shape, output_dim, extra_layers=0)
+            self.predictor = _conv_net(shape, output_dim, extra_layers=2)
+        else:
+            self.target = _mlp(shape[0], hidden, 2, output_dim)
+            self.predictor = _mlp(shape[0], hidden, 3, output_dim)
+        _orthogonal_init(self.target)
+        _orthogonal_init(self.predictor)
+        self._freeze_target()
+
+    def _mean(self, x: Tensor) -> Tensor:
+        """Mean of the target distribution, ``mu(s) + m``, shape ``(B, d)``."""
+        with torch.no_grad():
+            return self.target(x) + self.target_mean
+
+    @torch.no_grad()
+    def bonus(self, next_obs: Tensor | np.ndarray) -> Tensor:
+        """Raw bonus ``(B,)``: ``||f_theta(s) - mean(s)||^2 / d`` (paper, eq. 11); draws no random numbers."""
+        x = self.normalize_obs(next_obs)
+        return (self.predictor(x) - self._mean(x)).square().mean(dim=-1)
+
+    def loss(self, next_obs: Tensor | np.ndarray) -> dict[str, Tensor]:
+        """MSE to a fresh target sample ``mean(s) + sigma * eps`` on ``update_proportion`` of the batch."""
+        x = self.normalize_obs(next_obs)
+        mean = self._mean(x)  # (B, d)
+        sample = mean + self.sigma * torch.randn_like(mean)  # a new draw every time s is trained on
+        pred = self.predictor(x)  # (B, d)
+        per_sample = (pred - sample).square().mean(dim=-1)  # (B,)
+        mask = self._update_mask(per_sample.shape[0], per_sample.device)
+        with torch.no_grad():
+            # Discrepancy to the mean = the bonus on this minibatch; divided by sigma^2 it is the
+            # statistic z of Lemma 4.1, an estimate of 1/n, so sigma^2 / b reads as a pseudo-count.
+            discrepancy = (pred - mean).square().mean(dim=-1)  # (B,)
+            z = discrepancy / self.sigma**2
+            self._last_metrics = {
+                "update_fraction": float(mask.mean()),
+                "batch_bonus_mean": float(discrepancy.mean()),
+                "batch_bonus_std": float(discrepancy.std(unbiased=False)),
+                "batch_bonus_max": float(discrepancy.max()),
+                # E||f - sample||^2/d = b + sigma^2 for a predictor independent of the draw: the gap between
+                # the loss and the bonus should hover around sigma^2.
+                "predictor_vs_mean_discrepancy": float(discrepancy.mean()),
+                "inverse_pseudo_count": float(z.mean()),
+                "pseudo_count": float((1.0 / z.clamp(min=1e-8)).median()),
+                "loss_minus_bonus": float((per_sample.detach() - discrepancy).mean()),
+            }
+        return {"predictor": self._masked_mean(per_sample, mask)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Factory
+# --------------------------------------------------------------------------------------------------------
+
+
+def make_intrinsic(
+    name: str,
+    obs_space: gymnasium.Space,
+    num_envs: int,
+    *,
+    gamma_int: float = 0.99,
+    update_proportion: float = 0.25,
+    output_dim: int | None = None,
+    rdd_sigma: float | None = None,
+    device: str | torch.device = "cpu",
+    frame_channels: int | None = None,
+) -> IntrinsicModule | None:
+    """Build an intrinsic-reward module by name.
+
+    Args:
+        name: One of :data:`INTRINSIC_NAMES`; ``"none"`` returns ``None``.
+        obs_space: Single-environment observation space (Box of rank 1, or a rank-3 pixel Box).
+        num_envs: Number of parallel environments.
+        gamma_int: Intrinsic discount (RND paper: 0.99).
+        update_proportion: Fraction of each minibatch used to train the predictor (RND paper: 0.25).
+        output_dim: Embedding size; default 512 for pixels, 128 (RND) or 64 (RDD) for vectors.
+        rdd_sigma: RDD target standard deviation (default 1.0); ignored by RND.
+        device: Device of the module.
+        frame_channels: Channels of the most recent frame in pixel observations (default: guessed).
+
+    Raises:
+        ValueError: Unknown name (with the closest valid name) or unsupported observation space.
+    """
+    if name not in INTRINSIC_NAMES:
+        close = difflib.get_close_matches(str(name).lower(), INTRINSIC_NAMES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown intrinsic module {name!r}; valid names: {', '.join(INTRINSIC_NAMES)}.{hint}"
+        )
+    if name == "none":
+        return None
+    module: IntrinsicModule
+    if name == "rnd":
+        module = RND(
+            obs_space,
+            num_envs,
+            gamma_int=gamma_int,
+            update_proportion=update_proportion,
+            output_dim=output_dim,
+            frame_channels=frame_channels,
+        )
+    else:
+        module = RDD(
+            obs_space,
+            num_envs,
+            gamma_int=gamma_int,
+            update_proportion=update_proportion,
+            output_dim=output_dim,
+            sigma=1.0 if rdd_sigma is None else rdd_sigma,
+            frame_channels=frame_channels,
+        )
+    return module.to(device)

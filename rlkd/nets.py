@@ -1,0 +1,73 @@
+"""Network building blocks shared by agents and intrinsic-reward modules."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights with gain ``std`` and constant bias, as in the PPO and RND references."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(
+    sizes: list[int], activation: type[nn.Module] = nn.Tanh, out_std: float = math.sqrt(2)
+) -> nn.Sequential:
+    """``Linear -> act -> ... -> Linear`` with orthogonal init; no activation after the last layer."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        last = i == len(sizes) - 2
+        layers.append(layer_init(nn.Linear(a, b), std=out_std if last else math.sqrt(2)))
+        if not last:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """Whether an observation shape is an image: ``(C, H, W)`` or ``(H, W, C)`` with C <= 4."""
+    return len(shape) == 3
+
+
+def image_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an image observation given channel-first (envpool) or channel-last (RGB)."""
+    if shape[-1] <= 4 and shape[0] > 4:
+        return shape[2], shape[0], shape[1]
+    return shape[0], shape[1], shape[2]
+
+
+def to_chw(obs: Tensor) -> Tensor:
+    """``(B, H, W, C)`` channel-last images to ``(B, C, H, W)``; channel-first pass through."""
+    if obs.shape[-1] <= 4 and obs.shape[-3] > 4:
+        return obs.permute(0, 3, 1, 2)
+    return obs
+
+
+def nature_cnn(
+    in_channels: int, hw: tuple[int, int], activation: type[nn.Module] = nn.ReLU
+) -> tuple[nn.Sequential, int]:
+    """The DQN/PPO/RND conv stack (32x8/4, 64x4/2, 64x3/1) and its flattened output size.
+
+    Args:
+        in_channels: Input channels.
+        hw: Input height and width (84x84 for Atari, 64x64 for our pixel envs).
+        activation: ReLU for the policy (Mnih et al. 2015), LeakyReLU for RND's networks.
+    """
+    net = nn.Sequential(
+        layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
+        activation(),
+        layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+        activation(),
+        layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+        activation(),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        size = int(np.prod(net(torch.zeros(1, in_channels, *hw)).shape[1:]))
+    return net, size

@@ -1,0 +1,266 @@
+"""Run folders: config, TensorBoard writer, progress display, atomic checkpoints and resume.
+
+A run folder looks like::
+
+    runs/<env>__<agent>__<seed>__<YYYYmmdd-HHMMSS>/
+        config.yaml              the resolved config the run uses
+        events.out.tfevents.*    TensorBoard scalars (charts/, losses/, intrinsic/, world_model/)
+        checkpoints/step_<N>.pt  atomic checkpoints; the newest is the one resume uses
+
+Checkpoints are plain data (tensors, numbers, strings, lists, dicts) so they load with
+``torch.load(..., weights_only=True)``: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from rlkd.config import TrainConfig, save_yaml, to_dict
+from rlkd.errors import UserError
+
+CHECKPOINT_FORMAT = "rlkd-checkpoint-v1"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def sanitize(name: str) -> str:
+    """Make an env id usable in a folder name (``rlkd/AGV-v0`` -> ``rlkd-AGV-v0``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-")
+
+
+def run_name(cfg: TrainConfig, agent_label: str) -> str:
+    """``<env>__<agent>__<seed>__<YYYYmmdd-HHMMSS>`` as DESIGN.md fixes it."""
+    return f"{sanitize(cfg.env_id)}__{agent_label}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy's legacy global generator and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Capture the global RNG states as checkpoint-safe data."""
+    np_state = np.random.get_state()
+    return {
+        "python": _to_lists(random.getstate()),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(obj: Any) -> Any:
+    return [_to_lists(o) for o in obj] if isinstance(obj, tuple | list) else obj
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` to ``path`` so that a reader sees either the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """Load and validate one checkpoint file; every failure is a one-line :class:`UserError`."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} does not exist") from None
+    except Exception as exc:  # torch raises many types for truncated/corrupt/foreign pickles
+        raise UserError(
+            f"checkpoint {path} is corrupt, truncated or not a checkpoint ({type(exc).__name__}); "
+            "delete it to fall back to the previous one"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not an rlkd checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
+    return data
+
+
+@dataclass
+class Progress:
+    """Live progress: a tqdm bar on a terminal, plain periodic lines otherwise (CI, log files)."""
+
+    total: int
+    initial: int
+    label: str
+    interval_s: float = 10.0
+    _bar: Any = None
+    _last_print: float = field(default_factory=time.monotonic)
+    _last: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.initial,
+                desc=self.label,
+                unit="step",
+                unit_scale=True,
+                dynamic_ncols=True,
+            )
+
+    def update(self, step: int, **info: float) -> None:
+        """Report that training reached ``step``; ``info`` values (e.g. SPS, return) are shown."""
+        self._last.update({k: v for k, v in info.items() if v is not None and np.isfinite(v)})
+        text = " ".join(f"{k}={v:.4g}" for k, v in self._last.items())
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix_str(text, refresh=False)
+        elif time.monotonic() - self._last_print >= self.interval_s or step >= self.total:
+            self._last_print = time.monotonic()
+            print(f"[{self.label}] step {step}/{self.total} {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Run:
+    """One run folder: writes scalars and checkpoints, and reads them back for resume/eval.
+
+    Args:
+        path: The run folder (must exist and hold ``config.yaml``).
+        config: The resolved config as plain data.
+        purge_step: Step from which earlier-written TensorBoard events are superseded; set on
+            resume to the checkpoint's step so curves continue without duplicated steps.
+    """
+
+    def __init__(self, path: Path, config: dict[str, Any], purge_step: int | None = None) -> None:
+        self.path = path
+        self.config = config
+        self.checkpoint_dir = path / "checkpoints"
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        self._purge_step = purge_step
+        self._writer: SummaryWriter | None = None
+
+    # ----------------------------------------------------------------- creating and opening
+    @classmethod
+    def create(cls, cfg: TrainConfig, agent_label: str) -> Run:
+        """Make a new run folder for ``cfg`` and save its ``config.yaml``."""
+        path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / run_name(cfg, agent_label)
+        if path.exists() and any(path.iterdir()):
+            raise UserError(f"run folder {path} already exists and is not empty; use `rlkd resume {path}`")
+        path.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, path / "config.yaml")
+        return cls(path, to_dict(cfg))
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """Open an existing run folder (for resume or eval)."""
+        from rlkd.config import read_yaml
+
+        path = Path(path)
+        if not (path / "config.yaml").is_file():
+            raise UserError(
+                f"{path} is not a run folder (no config.yaml); give a folder made by `rlkd train`"
+            )
+        return cls(path, read_yaml(path / "config.yaml"))
+
+    # ----------------------------------------------------------------- TensorBoard
+    @property
+    def writer(self) -> SummaryWriter:
+        """The TensorBoard writer, opened on first use (with ``purge_step`` on resume)."""
+        if self._writer is None:
+            self._writer = SummaryWriter(str(self.path), purge_step=self._purge_step)
+        return self._writer
+
+    def log_scalars(self, step: int, scalars: Mapping[str, float | torch.Tensor]) -> None:
+        """Write ``{tag: value}`` at ``step``; tags carry their prefix (``charts/``, ``losses/``...)."""
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def checkpoint_steps(self) -> list[int]:
+        """Steps of the checkpoints on disk, oldest first."""
+        steps = [int(m.group(1)) for p in self.checkpoint_dir.iterdir() if (m := _STEP_FILE.match(p.name))]
+        return sorted(steps)
+
+    def save_checkpoint(self, step: int, state: Mapping[str, Any], keep: int) -> Path:
+        """Atomically write ``state`` as the checkpoint of ``step`` and prune old ones.
+
+        Args:
+            step: Environment steps done so far.
+            state: Plain data: module/optimizer ``state_dict()``s, RNG states, counters.
+            keep: How many most recent checkpoints to keep.
+        """
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "agent": self.config.get("agent"),
+            "env_id": self.config.get("env_id"),
+            "step": int(step),
+            "config": self.config,
+            "state": dict(state),
+        }
+        path = self.checkpoint_dir / f"step_{step:012d}.pt"
+        atomic_torch_save(payload, path)
+        for old in self.checkpoint_steps()[:-keep]:
+            (self.checkpoint_dir / f"step_{old:012d}.pt").unlink(missing_ok=True)
+        return path
+
+    def checkpoint_path(self, which: str | int = "latest") -> Path:
+        """Path of checkpoint ``which``: ``latest`` or a step number."""
+        steps = self.checkpoint_steps()
+        if not steps:
+            raise UserError(f"run {self.path} has no checkpoints yet (nothing under {self.checkpoint_dir})")
+        if which == "latest":
+            return self.checkpoint_dir / f"step_{steps[-1]:012d}.pt"
+        try:
+            step = int(which)
+        except ValueError:
+            raise UserError(f"--checkpoint must be latest or a step number, got {which!r}") from None
+        if step not in steps:
+            raise UserError(f"run {self.path} has no checkpoint at step {step}; it has {steps}")
+        return self.checkpoint_dir / f"step_{step:012d}.pt"
+
+    def load_checkpoint(self, which: str | int = "latest") -> dict[str, Any]:
+        """Load a checkpoint of this run and check that it belongs to this run's agent and env."""
+        data = load_checkpoint_file(self.checkpoint_path(which))
+        for key in ("agent", "env_id"):
+            if data.get(key) != self.config.get(key):
+                raise UserError(
+                    f"checkpoint {self.checkpoint_path(which)} is for {key}={data.get(key)!r} but this run "
+                    f"has {key}={self.config.get(key)!r}; it was copied from another run"
+                )
+        return data

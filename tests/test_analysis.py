@@ -1,0 +1,259 @@
+"""Tests of ``rlkd report``: event files written with the real SummaryWriter (through ``Run``)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from rlkd.analysis import align, confidence_band, load_run, report, t_quantile_975
+from rlkd.errors import UserError
+from rlkd.run import Run
+
+
+def make_run(
+    root: Path,
+    name: str,
+    config: dict,
+    scalars: dict[str, Sequence[tuple[int, float]]],
+    purge_step: int | None = None,
+    walltime: Callable[[int, int], float] | None = None,
+) -> Path:
+    """Write one run folder (config.yaml + events) the way ``rlkd/run.py`` does.
+
+    ``walltime(file_start, step)`` sets each point's wall time (``file_start``: the event file's
+    creation second taken from its name); None uses the real clock.
+    """
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = Run(path, config, purge_step=purge_step)
+    before = set(path.glob("events.out.tfevents.*"))
+    run.writer  # noqa: B018  (opens the event file now, so its name carries this session's start)
+    (created,) = set(path.glob("events.out.tfevents.*")) - before
+    file_start = int(created.name.split(".")[3])
+    for tag, points in scalars.items():
+        for step, value in points:
+            wall = None if walltime is None else walltime(file_start, step)
+            run.writer.add_scalar(tag, value, step, walltime=wall)
+    run.close()
+    return path
+
+
+def ppo(seed: int, intrinsic: str = "none", env: str = "CartPole-v1") -> dict:
+    return {
+        "agent": "ppo",
+        "env_id": env,
+        "seed": seed,
+        "intrinsic": intrinsic,
+        "num_envs": 4,
+        "total_steps": 400,
+    }
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def test_report_exact_values_pooled_seeds_png_and_csv(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    # Values are exact in float32 (event files store float32), so they must come back exactly.
+    make_run(
+        runs,
+        "a",
+        ppo(1),
+        {
+            "charts/episodic_return": [(100, 1.0), (200, 2.0), (300, 3.0), (400, 4.0)],
+            "charts/SPS": [(200, 50.0), (400, 70.0)],
+        },
+    )
+    make_run(
+        runs, "b", ppo(2), {"charts/episodic_return": [(200, 2.0), (400, 6.0)], "charts/SPS": [(400, 90.0)]}
+    )
+    make_run(runs, "c", ppo(1, "rnd"), {"charts/episodic_return": [(200, 7.5), (300, 9.25), (400, 8.0)]})
+    dreamer = {"agent": "dreamer", "env_id": "CartPole-v1", "seed": 1}  # no `intrinsic` field
+    make_run(runs, "d", dreamer, {"charts/episodic_return": [(400, -1.5)]})
+
+    rep = report([str(runs / "*")], points=5)
+
+    assert [r.name for r in rep.rows] == [
+        "CartPole-v1 ppo none",
+        "CartPole-v1 ppo rnd",
+        "CartPole-v1 dreamer -",
+    ]
+    assert rep.metrics == ["charts/episodic_return", "charts/SPS"]
+    assert rep.out == runs / "report"
+    pooled = rep.row("CartPole-v1 ppo none")
+    assert pooled.seeds == 2 and pooled.steps_min == 400 and pooled.steps_max == 400
+    ret = pooled.metrics["charts/episodic_return"]
+    assert ret.finals == [4.0, 6.0] and ret.bests == [4.0, 6.0]
+    assert ret.final_mean == 5.0 and ret.final_std == pytest.approx(math.sqrt(2.0))
+    assert pooled.sps == pytest.approx(((50 + 70) / 2 + 90) / 2)  # mean over runs of each run's mean SPS
+    single = rep.row("CartPole-v1 ppo rnd").metrics["charts/episodic_return"]
+    assert single.finals == [8.0] and single.bests == [9.25] and math.isnan(single.final_std)
+    assert "CartPole-v1 ppo none" in rep.text and "5 ± 1.41" in rep.text
+
+    # CSV: one grid from 200 (first step every run of every group has) to 400 in 5 points.
+    csv_path = runs / "report" / "charts_episodic_return.csv"
+    assert csv_path in rep.files
+    header, rows = read_csv(csv_path)
+    assert header[:6] == ["step"] + [
+        f"CartPole-v1 ppo none {k}" for k in ("mean", "std", "lower", "upper", "n")
+    ]
+    table = np.array([[float(c) if c else np.nan for c in row] for row in rows])
+    np.testing.assert_allclose(table[:, 0], [200, 250, 300, 350, 400])
+    # run a at the grid: 2, 2.5, 3, 3.5, 4; run b (200->2, 400->6): 2, 3, 4, 5, 6.
+    a, b = np.array([2, 2.5, 3, 3.5, 4]), np.array([2, 3, 4, 5, 6.0])
+    mean, std = (a + b) / 2, np.abs(a - b) / math.sqrt(2)  # sample std (ddof=1) of two numbers
+    half = 12.7062 * std / math.sqrt(2)  # t(0.975, df=1)
+    np.testing.assert_allclose(table[:, 1], mean)
+    np.testing.assert_allclose(table[:, 2], std)
+    assert (table[1:, 2] > 0).all()  # the seeds differ, so the band has width
+    np.testing.assert_allclose(table[:, 3], mean - half, rtol=1e-6)
+    np.testing.assert_allclose(table[:, 4], mean + half, rtol=1e-6)
+    np.testing.assert_allclose(table[:, 5], 2)
+    # The one-seed group: mean is the run itself (7.5, 8.375, 9.25, 8.625, 8), no std and no band.
+    np.testing.assert_allclose(table[:, 6], [7.5, 8.375, 9.25, 8.625, 8.0])
+    assert np.isnan(table[:, 7:10]).all() and (table[:, 10] == 1).all()
+    # The dreamer group has data only at step 400 (no interpolation outside a run's range).
+    assert np.isnan(table[:4, 11]).all() and table[4, 11] == -1.5
+
+    for tag in ("charts_episodic_return", "charts_SPS"):
+        for axis in ("steps", "walltime"):
+            png = runs / "report" / f"{tag}_{axis}.png"
+            assert png in rep.files
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            with Image.open(png) as im:
+                im.verify()
+            with Image.open(png) as im:
+                assert im.width >= 600 and im.height >= 400
+            assert png.stat().st_size > 10_000  # a real plot, not an empty canvas
+
+    _, summary = read_csv(runs / "report" / "summary.csv")
+    assert [r[0] for r in summary] == [r.name for r in rep.rows]
+
+
+def test_align_matches_hand_computation() -> None:
+    # Run 1 logged every 100 steps, run 2 every 150 steps from step 50.
+    run1 = (np.array([0, 100, 200, 300, 400]), np.array([0.0, 1.0, 4.0, 9.0, 16.0]))
+    run2 = (np.array([50, 200, 350]), np.array([2.0, 5.0, 8.0]))
+    grid, values = align([run1, run2], points=4)
+    # Common range: from the latest first step (50) to the earliest last step (350) -> 50, 150, 250, 350.
+    # run1: 50 -> halfway 0..1 = 0.5; 150 -> (1+4)/2 = 2.5; 250 -> (4+9)/2 = 6.5; 350 -> (9+16)/2 = 12.5
+    # run2: 50 -> 2; 150 -> 2 + (100/150)*3 = 4; 250 -> 5 + (50/150)*3 = 6; 350 -> 8
+    np.testing.assert_allclose(grid, [50, 150, 250, 350])
+    np.testing.assert_allclose(values, [[0.5, 2.5, 6.5, 12.5], [2.0, 4.0, 6.0, 8.0]])
+    with pytest.raises(ValueError, match="do not overlap"):
+        align([run1, (np.array([500, 600]), np.array([1.0, 2.0]))], points=4)
+
+
+def test_confidence_band_uses_student_t() -> None:
+    values = np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]])
+    band = confidence_band(values)
+    # column 0: mean 3, s = 2, half = t(0.975, 2) * 2 / sqrt(3) = 4.3027 * 1.1547 = 4.9683
+    np.testing.assert_allclose(band.mean, [3.0, 2.0])
+    np.testing.assert_allclose(band.std, [2.0, 0.0])
+    np.testing.assert_allclose(band.upper - band.mean, [4.3027 * 2 / math.sqrt(3), 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(band.n, [3, 3])
+
+
+def test_t_quantile_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 29, 30, 31, 50, 200, 10_000):
+        assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
+
+
+def test_resume_with_purge_step_does_not_duplicate_steps(tmp_path: Path) -> None:
+    # Session 1 logs steps 100..500 and stops; it is resumed from its step-200 checkpoint, so the
+    # new writer purges steps >= 300 and logs 300..600 again (values +100 to tell them apart).
+    def session1_wall(_start: int, step: int) -> float:
+        return 1_000_000.0 + step / 100  # step 100 at t0, 200 at t0 + 1, ...
+
+    def session2_wall(start: int, step: int) -> float:
+        return start + step / 100 - 1  # step 300 two seconds after the new session's file starts
+
+    first = {"charts/episodic_return": [(s, s / 100) for s in range(100, 600, 100)]}
+    second = {"charts/episodic_return": [(s, s / 100 + 100) for s in range(300, 700, 100)]}
+    path = make_run(tmp_path, "r", ppo(1), first, walltime=session1_wall)
+    make_run(tmp_path, "r", ppo(1), second, purge_step=300, walltime=session2_wall)
+    assert len(list(path.glob("events.out.tfevents.*"))) == 2
+
+    run = load_run(path)
+    curve = run.scalars["charts/episodic_return"]
+    np.testing.assert_array_equal(curve.steps, [100, 200, 300, 400, 500, 600])
+    np.testing.assert_array_equal(curve.values, [1, 2, 103, 104, 105, 106])
+    # Active time: 0 and 1 s in session 1; the pause until session 2's file started is not counted,
+    # and session 2 logs step 300 two seconds after it started: 1 + 2 = 3, then 4, 5, 6.
+    np.testing.assert_allclose(curve.wall, [0, 1, 3, 4, 5, 6])
+    assert run.wall_time_s == pytest.approx(6.0)
+    rep = report([path], out=tmp_path / "out")
+    assert rep.row("CartPole-v1 ppo none").metrics["charts/episodic_return"].finals == [106.0]
+
+
+def test_duplicate_steps_are_averaged(tmp_path: Path) -> None:
+    # Two episodes ending in the same vector step are logged at the same step.
+    path = make_run(tmp_path, "r", ppo(1), {"charts/episodic_return": [(100, 1.0), (100, 3.0), (200, 4.0)]})
+    curve = load_run(path).scalars["charts/episodic_return"]
+    np.testing.assert_array_equal(curve.steps, [100, 200])
+    np.testing.assert_array_equal(curve.values, [2.0, 4.0])
+
+
+def test_run_being_written_with_truncated_last_record(tmp_path: Path) -> None:
+    path = make_run(tmp_path, "r", ppo(1), {"charts/episodic_return": [(s, float(s)) for s in (10, 20, 30)]})
+    (events,) = path.glob("events.out.tfevents.*")
+    data = events.read_bytes()
+    events.write_bytes(data[:-5])  # the writer was interrupted in the middle of the last record
+    rep = report([path], out=tmp_path / "out")
+    row = rep.row("CartPole-v1 ppo none")
+    assert row.steps_max == 20
+    assert row.metrics["charts/episodic_return"].finals == [20.0]
+
+
+def test_folder_without_event_files_is_a_user_error(tmp_path: Path) -> None:
+    empty = tmp_path / "CartPole-v1__ppo__1__20250101-000000"
+    empty.mkdir()
+    (empty / "config.yaml").write_text(yaml.safe_dump(ppo(1)))
+    with pytest.raises(UserError, match=f"{empty}.*no TensorBoard event files"):
+        report([str(empty)])
+    with pytest.raises(UserError, match="does not exist"):
+        report([str(tmp_path / "missing")])
+    with pytest.raises(UserError, match="no run folder with TensorBoard event files matches"):
+        report([str(tmp_path / "*")])
+
+
+def test_unknown_metric_lists_present_tags(tmp_path: Path) -> None:
+    path = make_run(
+        tmp_path, "r", ppo(1), {"charts/episodic_return": [(1, 1.0)], "losses/pg_loss": [(1, 0.5)]}
+    )
+    with pytest.raises(UserError) as info:
+        report([path], metrics=["intrinsic/bonus"])
+    msg = str(info.value)
+    assert "intrinsic/bonus" in msg and "charts/episodic_return" in msg and "losses/pg_loss" in msg
+    assert "\n" not in msg
+    # A unique suffix names the tag; best of a loss is its minimum.
+    rep = report([path], metrics=["pg_loss"], out=tmp_path / "out")
+    assert rep.metrics == ["losses/pg_loss"]
+
+
+def test_default_metrics_missing_lists_present_tags(tmp_path: Path) -> None:
+    path = make_run(tmp_path, "r", ppo(1), {"world_model/kl": [(1, 1.0)]})
+    with pytest.raises(UserError, match="tags present: world_model/kl"):
+        report([path])
+
+
+def test_loss_best_is_minimum_and_runs_root_expands(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    make_run(runs, "a", ppo(1), {"losses/value_loss": [(1, 3.0), (2, 0.5), (3, 1.0)]})
+    make_run(runs, "b", ppo(2), {"losses/value_loss": [(1, 2.0), (2, 1.5), (3, 0.25)]})
+    rep = report([runs], metrics=["losses/value_loss"])  # a folder of run folders
+    m = rep.row("CartPole-v1 ppo none").metrics["losses/value_loss"]
+    assert m.bests == [0.5, 0.25] and m.finals == [1.0, 0.25]
+    assert rep.out == runs / "report"

@@ -1,0 +1,107 @@
+"""Bad input gets one clear `error:` line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlkd.cli import main
+from rlkd.config import field_docs
+from rlkd.agents.ppo import PPOConfig
+
+
+def error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: "), err
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "--env", "CartPol-v1", "--preset", "debug"], "did you mean CartPole-v1"),
+        (["train", "--preset", "debgu"], "unknown preset 'debgu'.*did you mean debug"),
+        (["train", "--num-envs", "0"], "--num-envs must be positive"),
+        (["train", "--total-steps", "-5"], "--total-steps must be positive"),
+        (["train", "--learning-rate", "fast"], "--learning-rate expects float"),
+        (["train", "--intrinsic", "icm"], "--intrinsic must be one of none, rnd, rdd"),
+        (["train", "--no-such-option", "1"], "unrecognized arguments"),
+        (["train", "--agent", "sac"], "unknown agent 'sac'"),
+        (["train", "--env-backend", "ray"], "--env-backend must be auto, envpool or gymnasium"),
+        (["resume", "/nonexistent/run"], "is not a run folder"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_one_line_errors(capsys, argv, expected):
+    import re
+
+    assert re.search(expected, error_line(capsys, argv))
+
+
+def test_bad_yaml_and_unknown_yaml_field(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("num_envs: [1,\n")
+    assert "not valid YAML" in error_line(capsys, ["train", "--config", str(bad)])
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("num_env: 4\n")
+    assert "did you mean num_envs" in error_line(capsys, ["train", "--config", str(typo)])
+
+
+def test_config_precedence_preset_yaml_cli(tmp_path):
+    from rlkd.cli import _resolve_train
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("num_envs: 6\nnum_steps: 16\n")
+    _, cfg = _resolve_train(["--preset", "debug", "--config", str(cfg_file), "--num-steps", "8"])
+    assert cfg.env_id == "CartPole-v1"  # from the preset
+    assert cfg.num_envs == 6  # YAML beats preset
+    assert cfg.num_steps == 8  # command line beats YAML
+    assert cfg.preset == "debug"
+
+
+def test_every_config_field_has_a_docstring_for_help():
+    import dataclasses
+
+    docs = field_docs(PPOConfig)
+    missing = [f.name for f in dataclasses.fields(PPOConfig) if not docs.get(f.name)]
+    assert missing == []
+
+
+def test_corrupt_truncated_and_foreign_checkpoints(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--run-dir", str(run_dir)]) == 0
+    ckpt = sorted((run_dir / "checkpoints").glob("step_*.pt"))[-1]
+    good = ckpt.read_bytes()
+
+    ckpt.write_bytes(good[: len(good) // 2])
+    assert "corrupt, truncated" in error_line(capsys, ["resume", str(run_dir), "--total-steps", "2048"])
+
+    torch.save({"weights": torch.zeros(3)}, ckpt)
+    assert "not an rlkd checkpoint" in error_line(capsys, ["resume", str(run_dir), "--total-steps", "2048"])
+
+    data = torch.load(_write(ckpt, good), weights_only=True)
+    data["env_id"] = "Pendulum-v1"
+    torch.save(data, ckpt)
+    assert "copied from another run" in error_line(capsys, ["resume", str(run_dir), "--total-steps", "2048"])
+
+    _write(ckpt, good)
+    assert "already reached step 512" in error_line(capsys, ["resume", str(run_dir)])
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_console_script_help_lists_field_docs():
+    out = subprocess.run(
+        [sys.executable, "-m", "rlkd.cli", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--num-envs" in out and "Number of parallel environments." in out
+    assert "--intrinsic" in out

@@ -1,0 +1,34 @@
+"""A user-defined Gymnasium env, registered in tests the way README tells users to."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class Corridor(gym.Env):
+    """Walk right along a corridor of ``length`` cells; reaching the end gives +1 and terminates."""
+
+    def __init__(self, length: int = 5) -> None:
+        self.length = length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.pos = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.pos / self.length, 1.0], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = max(0, self.pos + (1 if int(action) == 1 else -1))
+        done = self.pos >= self.length
+        return self._obs(), float(done), done, False, {"is_success": done}
+
+
+# Importing this module registers the env, so `--env tests.user_envs:Corridor-v0` works.
+if "Corridor-v0" not in gym.registry:
+    gym.register("Corridor-v0", entry_point=Corridor, max_episode_steps=50)
