@@ -14,7 +14,13 @@ from types import ModuleType
 from rlkd.errors import UserError
 
 # agent name -> module; diswm is the Dreamer loop with the teacher-distillation switch on.
-AGENTS = {"ppo": "rlkd.agents.ppo", "dreamer": "rlkd.agents.dreamer", "diswm": "rlkd.agents.dreamer"}
+AGENTS = {
+    "ppo": "rlkd.agents.ppo",
+    "dreamer": "rlkd.agents.dreamer",
+    "diswm": "rlkd.agents.dreamer",
+    # Offline action-free pretraining is a run like any other (resume, report), driven by `rlkd pretrain`.
+    "pretrain": "rlkd.pretrain",
+}
 
 
 def agent_module(name: str) -> ModuleType:

@@ -28,7 +28,7 @@ def _train_parser(agent_cls: type | None, skip: set[str]) -> _Parser:
         description="Train an agent. Values resolve as: field defaults < --preset < --config < options.",
         add_help=agent_cls is not None,  # the first pass only finds --agent; --help needs the fields
     )
-    parser.add_argument("--agent", default="ppo", help="ppo, dreamer or diswm (default: ppo)")
+    parser.add_argument("--agent", default="ppo", help="ppo, dreamer, diswm (or pretrain) (default: ppo)")
     parser.add_argument(
         "--preset", default=None, help="named preset of the agent, e.g. debug, classic, atari"
     )
@@ -65,6 +65,8 @@ def cmd_train(argv: Sequence[str]) -> None:
     from rlkd.run import Run
 
     module, cfg = _resolve_train(argv)
+    if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
+        cfg = module.finalize(cfg)
     run = Run.create(cfg, module.label(cfg))
     print(f"run folder: {run.path}", file=sys.stderr)
     module.train(cfg, run, None)
@@ -168,22 +170,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(argv: Sequence[str]) -> None:
-    from rlkd import pretrain
-    from rlkd.config import add_field_options, resolve
-    from rlkd.run import Run
-
-    parser = _Parser(
-        prog="rlkd pretrain", description="Offline action-free pretraining (DisWM) on a video dataset."
-    )
-    parser.add_argument("--preset", default=None, help=f"one of {', '.join(pretrain.PRESETS)}")
-    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of field: value")
-    add_field_options(parser, pretrain.PretrainConfig, skip={"agent", "preset"})
-    args = parser.parse_args(argv)
-    cli = {k: v for k, v in vars(args).items() if k not in ("preset", "config")}
-    cfg = resolve(pretrain.PretrainConfig, pretrain.PRESETS, args.preset, args.config, cli)
-    run = Run.create(cfg, "pretrain")
-    print(f"run folder: {run.path}", file=sys.stderr)
-    pretrain.pretrain(cfg, run, None)
+    """`rlkd pretrain` is `rlkd train --agent pretrain` (its options are PretrainConfig's fields)."""
+    cmd_train(["--agent", "pretrain", *argv])
 
 
 def _main_parser() -> _Parser:

@@ -50,7 +50,7 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device: cpu or cuda."""
     torch_threads: int = 0
-    """Torch intra-op threads; 0 keeps torch's default."""
+    """Torch intra-op threads; 0 picks 1 for MLP agents (more add only sync overhead), else the default."""
     preset: str = ""
     """Name of the preset this config started from (recorded for reference)."""
     run_dir: str = ""

@@ -57,7 +57,7 @@ def test_make_and_make_vec_limits() -> None:
     assert isinstance(venv, AGVWarehouseVectorEnv)
     assert venv.max_episode_steps == 3000
     assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
-    assert venv.observation_space.shape == (3, 21)
+    assert venv.observation_space.shape == (3, 25)
     assert venv.action_space.shape == (3, 2)
     limits = {
         "SimpleStatic": 2000,
@@ -107,14 +107,16 @@ def test_lidar_hand_computed_distances() -> None:
     env = AGVWarehouseEnv(custom_map=scene, n_beams=4, lidar_range=8.0)
     obs, _ = env.reset(seed=0)
     # beams: east -> rack face x=6 (4 m); north -> obstacle (3 - 0.3); west -> wall (2); south -> wall (5)
-    np.testing.assert_allclose(obs[5:] * 8.0, [4.0, 2.7, 2.0, 5.0], atol=1e-5)
+    np.testing.assert_allclose(obs[5:9] * 8.0, [4.0, 2.7, 2.0, 5.0], atol=1e-5)
+    # Pose on the map: (2, 5) on the 10 x 10 floor, heading 0.
+    np.testing.assert_allclose(obs[9:], [0.2, 0.5, 1.0, 0.0], atol=1e-6)
     # Goal layout: distance / diagonal, bearing cos/sin in the AGV frame; v, w zero at reset.
     gd = math.hypot(7.0, 4.0)
     np.testing.assert_allclose(obs[:5], [gd / math.hypot(10, 10), 7 / gd, 4 / gd, 0, 0], atol=1e-6)
     # Range cap: nothing within 3 m except the west wall at 2 m.
     env = AGVWarehouseEnv(custom_map=scene, n_beams=4, lidar_range=3.0)
     obs, _ = env.reset(seed=0)
-    np.testing.assert_allclose(obs[5:], [1.0, 2.7 / 3, 2 / 3, 1.0], atol=1e-5)
+    np.testing.assert_allclose(obs[5:9], [1.0, 2.7 / 3, 2 / 3, 1.0], atol=1e-5)
 
 
 def test_lidar_diagonal_beam_hits_rack_corner_region() -> None:

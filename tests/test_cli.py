@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from rlkd.agents.ppo import PPOConfig
 
 from rlkd.cli import main
 from rlkd.config import field_docs
-from rlkd.agents.ppo import PPOConfig
 
 
 def error_line(capsys, argv: list[str]) -> str:

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-
 from rlkd.envs import make_vec, resolve_backend
 from rlkd.envs.specs import register_spec_file
+
 from rlkd.errors import UserError
 
 
@@ -108,7 +108,7 @@ def test_backend_choice_and_unknown_ids():
     assert resolve_backend("CartPole-v1") == "envpool"
     assert resolve_backend("CartPole-v1", "gymnasium") == "gymnasium"
     assert resolve_backend("rlkd/AGVWarehouse-v0") == "gymnasium"
-    with pytest.raises(UserError, match="did you mean.*CartPole-v1"):
+    with pytest.raises(UserError, match=r"did you mean.*CartPole-v1"):
         make_vec("CartPol-v1", 1, 0)
     with pytest.raises(UserError, match="envpool has no task"):
         resolve_backend("rlkd/AGVWarehouse-v0", "envpool")
@@ -122,7 +122,7 @@ def test_module_colon_ids_and_yaml_specs(tmp_path):
     envs = make_vec("tests.user_envs:Corridor-v0", 2, 0)
     assert envs.single_action_space == gym.spaces.Discrete(2)
     envs.close()
-    with pytest.raises(UserError, match="cannot import 'no_such_pkg'"):
+    with pytest.raises(UserError, match=r"cannot import 'no_such_pkg'"):
         make_vec("no_such_pkg:Env-v0", 1, 0)
 
     spec = tmp_path / "corridor.yaml"
@@ -149,7 +149,7 @@ def test_module_colon_ids_and_yaml_specs(tmp_path):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("id: x/Y-v0\nentry_point: no_colon_here\n")
-    with pytest.raises(UserError, match="module.path:ClassName"):
+    with pytest.raises(UserError, match=r"module\.path:ClassName"):
         register_spec_file(bad)
     bad.write_text("id: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):

@@ -22,7 +22,9 @@ def test_gae_single_env_no_ends_matches_hand_computation():
 def test_gae_termination_cuts_bootstrap_and_recursion():
     # Step 0 terminates: delta_0 = r_0 - V_0 = 1 - 1 = 0 and nothing flows back from step 1.
     # delta_1 = 2 + 0.5*4 - 3 = 1
-    adv = gae(t([[1.0], [2.0]]), t([[1.0], [3.0]]), t([[99.0], [4.0]]), t([[1], [0]]), t([[1], [0]]), 0.5, 0.5)
+    adv = gae(
+        t([[1.0], [2.0]]), t([[1.0], [3.0]]), t([[99.0], [4.0]]), t([[1], [0]]), t([[1], [0]]), 0.5, 0.5
+    )
     torch.testing.assert_close(adv, t([[0.0], [1.0]]))
 
 

@@ -193,7 +193,8 @@ class AGVSim:
         )
         self.max_episode_steps = int(max_episode_steps or scene.max_episode_steps)
         self.pixel_size = int(pixel_size)
-        self.obs_dim = 5 + self.n_beams
+        # goal (3), own velocities (2), lidar (n_beams), own pose on the floor map (4).
+        self.obs_dim = 9 + self.n_beams
 
         # Static geometry, float32 for the lidar hot path.
         self.width, self.height = float(scene.width), float(scene.height)
@@ -418,13 +419,13 @@ class AGVSim:
 
     # ------------------------------------------------------------------ observations
     def observe(self, idx: np.ndarray | slice) -> np.ndarray:
-        """Observations of envs ``idx``: (m, 5 + n_beams) float32 or (m, S, S, 3) uint8."""
+        """Observations of envs ``idx``: (m, 9 + n_beams) float32 or (m, S, S, 3) uint8."""
         if self.obs_mode == "pixels":
             return self.render(idx, self.pixel_size)
         return self.vector_obs(idx)
 
     def vector_obs(self, idx: np.ndarray | slice) -> np.ndarray:
-        """Vector observations (m, 5 + n_beams), float32; layout in docs/agv.md."""
+        """Vector observations (m, 9 + n_beams), float32; layout in docs/agv.md."""
         x, y, th = self.x[idx], self.y[idx], self.theta[idx]
         gx, gy = self.goal[idx, 0] - x, self.goal[idx, 1] - y
         m = len(x)
@@ -440,7 +441,16 @@ class AGVSim:
         # batch in one go runs at half the per-env speed of 1024).
         for c in range(0, m, _LIDAR_CHUNK):
             sl = slice(c, c + _LIDAR_CHUNK)
-            out[sl, 5:] = self.lidar(x[sl], y[sl], th[sl], obst[sl]) / np.float32(self.lidar_range)
+            out[sl, 5 : 5 + self.n_beams] = self.lidar(x[sl], y[sl], th[sl], obst[sl]) / np.float32(
+                self.lidar_range
+            )
+        # The pose on the map (as an AGV knows it from localisation) is what makes state novelty
+        # mean "a part of the warehouse not yet visited": without it RND/RDD only see egocentric
+        # lidar patterns, which repeat in every aisle.
+        out[:, -4] = x / self.width
+        out[:, -3] = y / self.height
+        out[:, -2] = np.cos(th)
+        out[:, -1] = np.sin(th)
         return out
 
     def _setup_rack_product(self, racks: np.ndarray) -> None:

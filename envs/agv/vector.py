@@ -38,7 +38,7 @@ def observation_space(sim: AGVSim) -> spaces.Box:
     if sim.obs_mode == "pixels":
         return spaces.Box(0, 255, (sim.pixel_size, sim.pixel_size, 3), np.uint8)
     low = np.zeros(sim.obs_dim, dtype=np.float32)
-    low[[1, 2, 4]] = -1.0  # cos/sin of the goal bearing and the turn rate are signed
+    low[[1, 2, 4, -2, -1]] = -1.0  # cos/sin of the goal bearing and of the heading, turn rate: signed
     return spaces.Box(low, np.ones(sim.obs_dim, dtype=np.float32), dtype=np.float32)
 
 
@@ -54,7 +54,7 @@ class AGVWarehouseVectorEnv(VectorEnv):
         num_envs: Number of parallel envs.
         scenario: ``simple-static``, ``simple-dynamic``, ``complex-static`` or ``complex-dynamic``.
         custom_map: Use this map instead of a scenario.
-        obs_mode: ``"vector"`` (5 + n_beams floats) or ``"pixels"`` (64x64x3 uint8).
+        obs_mode: ``"vector"`` (9 + n_beams floats) or ``"pixels"`` (64x64x3 uint8).
         n_beams: Lidar beams.
         reward_mode: ``"sparse"`` (+1 at the goal) or ``"dense"`` (plus progress shaping).
         distractors: Random-walk colours of floor, racks and obstacles.

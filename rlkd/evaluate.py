@@ -1,0 +1,455 @@
+"""``rlkd eval``: run a trained checkpoint for N complete episodes and report how it does.
+
+What :func:`evaluate` does, stated once so that the CLI help, the JSON and TensorBoard agree:
+
+* **Env.** The run's env is rebuilt with :func:`rlkd.envs.make_vec` from its ``config.yaml``
+  (``env_id``, ``env_backend``, ``env_kwargs``) with ``min(episodes, 8)`` parallel envs (one when
+  a video is recorded) and the seed ``config seed + EVAL_SEED_OFFSET`` (10 000), so evaluation
+  episodes are not the training episodes' start states. Python, numpy and torch are seeded with
+  it too (stochastic policies sample with torch), so the same run, checkpoint and options give the
+  same numbers every time.
+* **Episode count, without bias.** Env ``i`` of ``n`` is given a fixed quota of
+  ``episodes // n (+1 for the first episodes % n envs)`` episodes and only its first ``quota``
+  episodes count. Counting "the first N episodes to finish over all envs" instead would favour
+  short episodes (they finish first), which biases returns; a fixed quota per env does not, and
+  still counts exactly ``episodes`` complete episodes.
+* **Metrics.** ``mean_return``/``std_return`` (population std, ``ddof=0``, as SB3's
+  ``evaluate_policy``) of the episodic returns the env's episode statistics report (for envpool
+  Atari: the unclipped game score), ``mean_length``, and ``success_rate`` when the env reports
+  ``is_success`` (our AGV envs do; Gymnasium envs may, in ``final_info``); an episode whose last
+  step reports no success flag counts as a failure.
+* **Where it is written.** ``<run>/eval/eval_step_<N>.json`` (metrics, options and the
+  per-episode returns/lengths/successes) and TensorBoard scalars ``eval/mean_return``,
+  ``eval/std_return``, ``eval/mean_length`` and ``eval/success_rate`` at the checkpoint's step.
+  The scalars go to their own log dir ``<run>/eval/`` so that the training event files are never
+  touched (a second writer in the run folder with a purge step would hide training points; in
+  TensorBoard the evaluation shows up as the run ``<run>/eval``).
+* **AGV envs.** A trajectory plot of the counted episodes over the warehouse map,
+  ``<run>/eval/trajectories_step_<N>.png``.
+* **Video.** ``video=FILE.gif`` records the first episode. With same-step autoreset the env has
+  already started the next episode when the last step returns, so the GIF holds one frame per
+  step: frame ``t`` is the state the policy acted on at step ``t`` (``episode length`` frames).
+  envpool cannot render on CPU: for an envpool run the Gymnasium env of the same id is used when
+  Gymnasium knows it.
+* **``--checkpoint best``.** Among the checkpoints still on disk, the one whose training curve was
+  best when it was saved: for each checkpoint step, the most recent logged value at or before
+  that step of ``charts/success_rate`` (if the run logged it) and ``charts/episodic_return``;
+  checkpoints are ranked by success rate, then return, then the later step wins ties.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from rlkd.errors import UserError
+
+EVAL_SEED_OFFSET = 10_000
+"""Evaluation seed = the run's training seed + this offset (different start states from training)."""
+MAX_EVAL_ENVS = 8
+"""At most this many parallel envs (each env only runs its own share of the episodes)."""
+MAX_PLOTTED_TRAJECTORIES = 20
+"""The trajectory PNG draws at most this many episodes (the first ones), to stay readable."""
+SUCCESS_TAG = "charts/success_rate"
+RETURN_TAG = "charts/episodic_return"
+EVAL_TAGS = ("mean_return", "std_return", "success_rate", "mean_length")
+
+
+# ===================================================================== checkpoint choice
+def parse_checkpoint_spec(spec: str | int) -> str | int:
+    """Turn ``--checkpoint`` into ``"latest"``, ``"best"`` or a step number.
+
+    Raises:
+        UserError: Anything else.
+    """
+    if isinstance(spec, int):
+        return spec
+    text = str(spec).strip().lower()
+    if text in ("latest", "best"):
+        return text
+    try:
+        step = int(text)
+    except ValueError:
+        raise UserError(f"--checkpoint must be latest, best or a step number, got {spec!r}") from None
+    if step < 0:
+        raise UserError(f"--checkpoint step must not be negative, got {step}")
+    return step
+
+
+def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> float | None:
+    """The most recent value logged at or before ``step`` (None if nothing was logged yet)."""
+    i = int(np.searchsorted(steps, step, side="right")) - 1
+    return float(values[i]) if i >= 0 else None
+
+
+def best_checkpoint_step(run_path: Path, steps: list[int]) -> int:
+    """Step of the checkpoint whose training curve was best when it was saved.
+
+    Each checkpoint step is scored with the most recent logged value at or before it of
+    ``charts/success_rate`` (when the run logged that tag) and ``charts/episodic_return``;
+    the ranking is success rate, then return, then the later step (more training) on ties.
+    Checkpoints before the first logged point of a tag score lowest on it.
+
+    Args:
+        run_path: The run folder (its TensorBoard event files are read).
+        steps: Steps of the checkpoints on disk.
+
+    Returns:
+        The chosen checkpoint step.
+
+    Raises:
+        UserError: No checkpoints, or the run logged neither tag.
+    """
+    from rlkd.analysis import load_run
+
+    if not steps:
+        raise UserError(f"run {run_path} has no checkpoints yet (nothing under {run_path / 'checkpoints'})")
+    scalars = load_run(run_path).scalars
+    tags = [t for t in (SUCCESS_TAG, RETURN_TAG) if t in scalars]
+    if RETURN_TAG not in tags:
+        raise UserError(
+            f"--checkpoint best needs the training curve {RETURN_TAG} but run {run_path} did not log it; "
+            "give --checkpoint latest or a step number"
+        )
+
+    def score(step: int) -> tuple[float, ...]:
+        out = []
+        for tag in tags:
+            v = _value_at(scalars[tag].steps, scalars[tag].values, step)
+            out.append(-math.inf if v is None or not math.isfinite(v) else v)
+        return (*out, float(step))
+
+    return max(steps, key=score)
+
+
+# ===================================================================== env helpers
+def env_kwargs_of(config: dict[str, Any], agent: ModuleType) -> dict[str, Any]:
+    """The env kwargs the run trained with: ``env_kwargs``, plus what the agent adds itself.
+
+    An agent module may define ``env_kwargs_for(cfg)`` (Dreamer does: ``action_repeat`` for DMC
+    ids); it only reads config fields, so it is given the run's config as attributes.
+    """
+    hook = getattr(agent, "env_kwargs_for", None)
+    if hook is None:
+        return dict(config.get("env_kwargs") or {})
+    return dict(hook(SimpleNamespace(**config)))
+
+
+def _eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed: int, render: bool) -> Any:
+    """Rebuild the run's env; with ``render`` make it render ``rgb_array`` frames (or fail clearly)."""
+    from rlkd.envs import gymnasium_ids, make_vec, resolve_backend
+
+    env_id = str(config["env_id"])
+    backend = str(config.get("env_backend", "auto"))
+    if not render:
+        return make_vec(env_id, num_envs, seed, backend, **kwargs)
+    if resolve_backend(env_id, backend) == "envpool":
+        # envpool renders nothing on CPU; Gymnasium's env of the same id has the same spaces.
+        if env_id not in gymnasium_ids():
+            raise UserError(
+                f"cannot record a video of {env_id!r}: envpool envs do not render here and Gymnasium "
+                "has no env of that id; evaluate without --video"
+            )
+        backend = "gymnasium"
+    try:
+        envs = make_vec(env_id, num_envs, seed, backend, render_mode="rgb_array", **kwargs)
+    except UserError as exc:
+        raise UserError(f"cannot record a video of {env_id!r}: {exc}") from None
+    if "rgb_array" not in (envs.metadata.get("render_modes") or ()):
+        envs.close()
+        raise UserError(
+            f"cannot record a video of {env_id!r}: it does not support render_mode='rgb_array' "
+            f"(its render modes: {envs.metadata.get('render_modes') or 'none'}); evaluate without --video"
+        )
+    return envs
+
+
+def _frame(envs: Any, env_id: str) -> np.ndarray:
+    """One RGB frame of env 0 (vector envs return a frame, or a tuple/list/array of frames)."""
+    import gymnasium as gym
+
+    try:
+        frame = envs.render()
+    except (gym.error.Error, NotImplementedError) as exc:
+        raise UserError(f"cannot record a video of {env_id!r}: rendering failed: {exc}") from None
+    if isinstance(frame, tuple | list):
+        frame = frame[0] if frame else None
+    if frame is None:
+        raise UserError(f"cannot record a video of {env_id!r}: its render() returned no frame")
+    frame = np.asarray(frame)
+    if frame.ndim == 4:  # (num_envs, H, W, C)
+        frame = frame[0]
+    if frame.ndim not in (2, 3):
+        raise UserError(f"cannot record a video of {env_id!r}: render() gave an array of shape {frame.shape}")
+    return frame
+
+
+def _agv_env(envs: Any) -> Any | None:
+    """The inner AGV vector env when ``envs`` wraps one, else None."""
+    from rlkd.envs.agv import AGVWarehouseVectorEnv
+
+    inner = envs.unwrapped
+    return inner if isinstance(inner, AGVWarehouseVectorEnv) else None
+
+
+class _AGVTracker:
+    """Records (x, y) trajectories and goals of an AGV vector env's episodes.
+
+    Positions come from the env's public ``poses()``/``goals()``. With same-step autoreset the
+    pose at which an episode ended is gone when ``step`` returns (the AGV already stands at its
+    next start), so it is recomputed from the pose before the step and the action with the env's
+    own :func:`rlkd.envs.agv.unicycle_step` and the sim's ``v_max``/``w_max``/``dt`` (the same
+    mapping ``AGVSim.step`` uses). Every step this prediction is checked against the envs that did
+    not end; if it ever disagrees (the dynamics changed), end points are no longer added.
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.exact = True
+        poses = env.poses()
+        self.current: list[list[np.ndarray]] = [[p[:2].copy()] for p in poses]
+        self.goal = env.goals()
+        self.prev = poses
+
+    def _predict(self, actions: np.ndarray) -> np.ndarray:
+        from rlkd.envs.agv import unicycle_step
+
+        sim = self.env.sim
+        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(-1, 2), -1.0, 1.0)
+        v = (a[:, 0] + 1.0) * (0.5 * sim.v_max)
+        w = a[:, 1] * sim.w_max
+        x, y, _ = unicycle_step(self.prev[:, 0], self.prev[:, 1], self.prev[:, 2], v, w, sim.dt)
+        return np.stack([x, y], axis=1)
+
+    def step(self, actions: np.ndarray, done: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Update after a vector step; returns ``(env, trajectory (T, 2), goal (2,))`` of ended episodes."""
+        poses = self.env.poses()
+        predicted = self._predict(actions)
+        if self.exact and (~done).any():
+            self.exact = bool(np.allclose(predicted[~done], poses[~done, :2], atol=1e-6))
+        ended = []
+        for i in range(len(done)):
+            if done[i]:
+                if self.exact:
+                    self.current[i].append(predicted[i])
+                ended.append((i, np.stack(self.current[i]), self.goal[i].copy()))
+                self.current[i] = [poses[i, :2].copy()]
+            else:
+                self.current[i].append(poses[i, :2].copy())
+        self.goal = self.env.goals()
+        self.prev = poses
+        return ended
+
+
+# ===================================================================== evaluation
+def _episode_success(info: dict[str, Any], i: int) -> bool | None:
+    """``is_success`` of env ``i``'s episode-ending step, or None if the env does not report it."""
+    from rlkd.agents.ppo import step_success
+
+    flags = step_success(info)
+    if flags is None:
+        return None
+    final = info.get("final_info")
+    mask = None
+    if isinstance(final, dict) and "is_success" in final:
+        mask = final.get("_is_success")
+    elif "is_success" in info:
+        mask = info.get("_is_success")
+    if mask is not None and not bool(np.asarray(mask)[i]):
+        return None
+    return bool(flags[i])
+
+
+def evaluate(
+    run_dir: Path,
+    checkpoint: str | int = "latest",
+    episodes: int = 10,
+    deterministic: bool = False,
+    video: Path | None = None,
+    device: str = "cpu",
+) -> dict[str, float | int | str]:
+    """Evaluate a run's checkpoint for ``episodes`` complete episodes (see the module docstring).
+
+    Args:
+        run_dir: A run folder made by ``rlkd train``.
+        checkpoint: ``"latest"``, ``"best"`` or a checkpoint step (as int or string).
+        episodes: Number of complete episodes to run and count (>= 1).
+        deterministic: Take the policy's most likely action instead of sampling.
+        video: Write a GIF of the first episode to this path (``.gif``).
+        device: Torch device for the policy.
+
+    Returns:
+        Flat ``{name: value}`` of the metrics and the files written, in display order.
+
+    Raises:
+        UserError: Not a run folder, no or mismatching checkpoints, a bad option, or an env that
+            cannot render when a video is asked for.
+    """
+    from rlkd.agents import agent_module
+    from rlkd.run import Run, seed_everything
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {episodes}")
+    if video is not None and Path(video).suffix.lower() != ".gif":
+        raise UserError(f"--video writes GIF files only; give a path ending in .gif, got {video}")
+    spec = parse_checkpoint_spec(checkpoint)
+    run = Run.open(run_dir)
+    if spec == "best":
+        spec = best_checkpoint_step(run.path, run.checkpoint_steps())
+    data = run.load_checkpoint(spec)
+    step = int(data["step"])
+    config = run.config
+    env_id = str(config["env_id"])
+    agent = agent_module(str(config.get("agent", "ppo")))
+    policy = agent.load_policy(run, data, device)
+
+    num_envs = 1 if video is not None else min(episodes, MAX_EVAL_ENVS)
+    seed = int(config.get("seed", 0)) + EVAL_SEED_OFFSET
+    seed_everything(seed)  # the policy samples actions with torch's global generator
+    envs = _eval_env(config, env_kwargs_of(config, agent), num_envs, seed, render=video is not None)
+    try:
+        stats = _run_episodes(envs, policy, episodes, seed, deterministic, video is not None, env_id)
+    finally:
+        envs.close()
+
+    returns = np.asarray(stats["returns"], dtype=np.float64)
+    lengths = np.asarray(stats["lengths"], dtype=np.float64)
+    successes = stats["successes"]
+    metrics: dict[str, float] = {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "mean_length": float(lengths.mean()),
+    }
+    if any(s is not None for s in successes):
+        metrics["success_rate"] = float(np.mean([bool(s) for s in successes]))
+
+    out_dir = run.path / "eval"
+    out_dir.mkdir(exist_ok=True)
+    result: dict[str, float | int | str] = {
+        "run": str(run.path),
+        "env_id": env_id,
+        "checkpoint_step": step,
+        "episodes": len(returns),
+        "deterministic": str(bool(deterministic)).lower(),
+        "seed": seed,
+        **{k: metrics[k] for k in EVAL_TAGS if k in metrics},
+    }
+    if video is not None:
+        from rlkd.media import write_gif
+
+        fps = float(envs.metadata.get("render_fps") or 30)
+        result["video"] = str(write_gif(stats["frames"], video, fps=fps))
+    if stats["trajectories"]:
+        result["trajectories_png"] = str(
+            _plot_agv(envs, stats, out_dir / f"trajectories_step_{step}.png", step)
+        )
+    json_path = out_dir / f"eval_step_{step}.json"
+    record = {
+        **result,
+        "checkpoint": str(checkpoint),  # as asked: latest, best or a step
+        "deterministic": bool(deterministic),
+        "per_episode": {
+            "returns": returns.tolist(),
+            "lengths": lengths.astype(int).tolist(),
+            "successes": successes,
+        },
+    }
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    result["json"] = str(json_path)
+    _log_tensorboard(out_dir, step, metrics)
+    return result
+
+
+def _run_episodes(
+    envs: Any,
+    policy: Any,
+    episodes: int,
+    seed: int,
+    deterministic: bool,
+    record_video: bool,
+    env_id: str,
+) -> dict[str, Any]:
+    """Step ``envs`` until every env finished its quota of episodes; collect per-episode results."""
+    n = envs.num_envs
+    quota = np.full(n, episodes // n, dtype=np.int64)
+    quota[: episodes % n] += 1
+    done_count = np.zeros(n, dtype=np.int64)
+    returns: list[float] = []
+    lengths: list[int] = []
+    successes: list[bool | None] = []
+    trajectories: list[np.ndarray] = []
+    goals: list[np.ndarray] = []
+    frames: list[np.ndarray] = []
+
+    obs, _ = envs.reset(seed=seed)
+    first = np.ones(n, dtype=bool)
+    agv = _agv_env(envs)
+    tracker = _AGVTracker(agv) if agv is not None else None
+    recording = record_video
+    while (done_count < quota).any():
+        if recording:
+            frames.append(_frame(envs, env_id))
+        actions = policy.act(obs, first, deterministic)
+        obs, _, terminated, truncated, info = envs.step(actions)
+        done = np.logical_or(terminated, truncated)
+        ended_tracks = {i: (t, g) for i, t, g in tracker.step(actions, done)} if tracker else {}
+        first = done
+        if not done.any():
+            continue
+        if "_episode" not in info:
+            raise RuntimeError(f"{env_id}: an episode ended without info['episode'] statistics")
+        for i in np.flatnonzero(done):
+            if done_count[i] >= quota[i]:
+                continue
+            done_count[i] += 1
+            returns.append(float(info["episode"]["r"][i]))
+            lengths.append(int(info["episode"]["l"][i]))
+            successes.append(_episode_success(info, i))
+            if i in ended_tracks:
+                trajectories.append(ended_tracks[i][0])
+                goals.append(ended_tracks[i][1])
+            if recording and i == 0:
+                recording = False
+    return {
+        "returns": returns,
+        "lengths": lengths,
+        "successes": successes,
+        "trajectories": trajectories,
+        "goals": goals,
+        "frames": frames,
+    }
+
+
+def _plot_agv(envs: Any, stats: dict[str, Any], path: Path, step: int) -> Path:
+    """Trajectory PNG of the first :data:`MAX_PLOTTED_TRAJECTORIES` counted AGV episodes."""
+    from rlkd.envs.agv.render import plot_trajectories
+
+    k = min(len(stats["trajectories"]), MAX_PLOTTED_TRAJECTORIES)
+    succ = [bool(s) for s in stats["successes"][:k]]
+    title = f"{envs.unwrapped.scene.name}, checkpoint step {step}: {sum(succ)}/{k} episodes reached the goal"
+    return plot_trajectories(
+        envs.unwrapped,
+        stats["trajectories"][:k],
+        path,
+        successes=succ,
+        goals=np.stack(stats["goals"][:k]),
+        title=title,
+    )
+
+
+def _log_tensorboard(log_dir: Path, step: int, metrics: dict[str, float]) -> None:
+    """Write ``eval/<name>`` scalars at ``step`` in their own log dir (training files untouched)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    try:
+        for name, value in metrics.items():
+            writer.add_scalar(f"eval/{name}", value, step)
+    finally:
+        writer.flush()
+        writer.close()

@@ -1,0 +1,123 @@
+"""Offline action-free pretraining of the DisWM teacher (Wang et al., ICCV 2025, Sec. 3.1).
+
+A beta-VAE encoder, an action-free RSSM and a decoder are trained on distracting videos with
+``image NLL + beta * VAE KL + RSSM KL (balance 0.8, free nats 1.0)``; the image passes through the
+``z_dim`` bottleneck in both directions. The checkpoint's ``state["model"]`` is what
+``rlkd train --agent diswm --pretrained RUN_DIR`` loads as its frozen teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkd.datasets import SequenceDataset, read_manifest
+from rlkd.errors import UserError
+from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
+from rlkd.world_model import WorldModel, WorldModelConfig, model_meta, to_torch
+
+
+@dataclasses.dataclass
+class PretrainConfig(WorldModelConfig):
+    """Action-free pretraining; ``total_steps`` counts gradient updates here."""
+
+    agent: str = "pretrain"
+    """Always pretrain."""
+    data: str = ""
+    """Dataset folder written by `rlkd collect` (required)."""
+    total_steps: int = 100_000
+    """Gradient updates to run (the official code's pretrain_steps is 1e6)."""
+    checkpoint_interval: int = 10_000
+    """Write a checkpoint every this many updates (and at the end)."""
+    log_interval: int = 100
+    """Log scalars every this many updates."""
+    image_log_interval: int = 5_000
+    """Log reconstruction images every this many updates (0: never)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.data:
+            raise UserError("--data is required: a dataset folder made by `rlkd collect`")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "debug": {
+        "total_steps": 20, "batch_size": 4, "batch_length": 8, "deter": 32, "stoch": 8, "hidden": 32,
+        "units": 32, "cnn_depth": 4, "checkpoint_interval": 10, "log_interval": 5, "image_log_interval": 10,
+    },
+    "paper": {"batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20},
+}  # fmt: skip
+
+
+def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
+    """Train the action-free teacher; resumes exactly from ``checkpoint`` when given."""
+    manifest = read_manifest(Path(cfg.data))
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+    data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed, image_size=cfg.image_size)
+    model = WorldModel(cfg, action_dim=0).to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5)
+    update = 0
+    if checkpoint is not None:
+        st = checkpoint["state"]
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        data.rng.bit_generator.state = json.loads(st["data_rng"])
+        set_rng_state(st["rng"])
+        update = int(checkpoint["step"])
+    progress = Progress(cfg.total_steps, update, "pretrain")
+    t0, u0 = time.time(), update
+    while update < cfg.total_steps:
+        batch = to_torch(data.sample(), cfg.device)
+        losses, _, metrics = model.loss(batch)
+        total = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        update += 1
+        if update % cfg.log_interval == 0 or update == cfg.total_steps:
+            ups = (update - u0) / max(time.time() - t0, 1e-9)
+            run.log_scalars(update, {
+                "world_model/image": losses["image"].detach(), "world_model/kl": losses["kl"].detach(),
+                "world_model/vae_kl": metrics["vae_kl"], "world_model/kl_value": metrics["kl_value"],
+                "charts/updates_per_s": ups,
+            })  # fmt: skip
+            progress.update(update, loss=float(total.detach()), ups=ups)
+        if cfg.image_log_interval and update % cfg.image_log_interval == 0:
+            truth = batch["image"][:1, :8].float() / 255.0
+            pred = (metrics["recon"][:1, :8] + 0.5).clamp(0, 1)
+            grid = torch.cat([truth, pred], 1)[0].permute(0, 3, 1, 2)  # (16, 3, 64, 64)
+            run.writer.add_images("world_model/reconstruction", grid, update)
+        if update % cfg.checkpoint_interval == 0 or update == cfg.total_steps:
+            state = {
+                "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(),
+                "data_rng": json.dumps(data.rng.bit_generator.state), "meta": model_meta(cfg),
+                "dataset": {"env_id": manifest.get("env_id", ""), "color_set": manifest.get("color_set", "")},
+            }  # fmt: skip
+            run.save_checkpoint(update, state, keep=cfg.keep_checkpoints)
+    progress.close()
+    run.close()
+
+
+def finalize(cfg: PretrainConfig) -> PretrainConfig:
+    """Name the run after the env the dataset was recorded on (from its manifest)."""
+    env_id = read_manifest(Path(cfg.data)).get("env_id") or cfg.env_id
+    return dataclasses.replace(cfg, env_id=env_id)
+
+
+# The agent-module protocol (rlkd.agents), so `rlkd pretrain` and `rlkd resume` treat a pretraining
+# run like any other run.
+CONFIG = PretrainConfig
+train = pretrain
+
+
+def label(cfg: PretrainConfig) -> str:
+    """Run-folder label."""
+    return "pretrain"
