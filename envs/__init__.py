@@ -75,7 +75,7 @@ def resolve_backend(env_id: str, backend: str = "auto") -> str:
     if in_gym:
         return "gymnasium"
     raise UserError(
-        f"unknown env id {env_id!r}{_suggest(env_id, envpool_ids() + gymnasium_ids())} "
+        f"unknown env id {env_id!r}{_suggest(env_id, sorted(set(envpool_ids() + gymnasium_ids())))} "
         "(`rlkd envs list` shows every id; register your own with a YAML spec, see README)"
     )
 

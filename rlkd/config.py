@@ -43,7 +43,7 @@ class TrainConfig:
     """Extra keyword arguments passed to the environment constructor (YAML mapping)."""
     num_envs: int = 16
     """Number of parallel environments."""
-    total_steps: int = 300_000
+    total_steps: int = 500_000
     """Total environment steps (summed over parallel environments) to train for."""
     seed: int = 1
     """Seed of every random number generator (torch, numpy, environments)."""

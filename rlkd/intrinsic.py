@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import math
 from abc import ABC, abstractmethod
 
 import gymnasium
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlkd.nets import mlp, nature_cnn
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 
 __all__ = [
@@ -133,50 +133,28 @@ class _ObsAdapter:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _orthogonal_init(module: nn.Module, gain: float = math.sqrt(2.0)) -> None:
-    # The RND reference initializes every conv/linear layer orthogonally with gain sqrt(2) and zero bias
-    # (also the output layer of target and predictor).
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear | nn.Conv2d):
-            nn.init.orthogonal_(layer.weight, gain)
-            nn.init.zeros_(layer.bias)
+def _networks(
+    input_shape: tuple[int, ...], pixels: bool, hidden: int, output_dim: int
+) -> tuple[nn.Module, nn.Module]:
+    """RND's target and its deeper predictor; every layer orthogonal with gain sqrt(2), zero bias.
 
+    Pixels (RND paper, appendix A.4): 3 convs 32/64/64 (kernels 8/4/3, strides 4/2/1, leaky ReLU), then a
+    linear output for the target and two more 512-wide ReLU layers before it for the predictor.
+    Vectors: leaky-ReLU MLPs with two hidden layers for the target and three for the predictor.
+    """
+    if pixels:
+        c, h, w = input_shape
 
-def _conv_trunk(in_channels: int) -> nn.Sequential:
-    # RND paper appendix / reference code: 3 convs 32/64/64, kernels 8/4/3, strides 4/2/1, leaky ReLU.
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 8, stride=4),
-        nn.LeakyReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.LeakyReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.LeakyReLU(),
-        nn.Flatten(),
+        def conv_net(extra_layers: int) -> nn.Module:
+            trunk, flat = nature_cnn(c, (h, w), nn.LeakyReLU)
+            return nn.Sequential(trunk, mlp([flat] + [512] * extra_layers + [output_dim], nn.ReLU))
+
+        return conv_net(0), conv_net(2)
+    d = input_shape[0]
+    return (
+        mlp([d, hidden, hidden, output_dim], nn.LeakyReLU),
+        mlp([d, hidden, hidden, hidden, output_dim], nn.LeakyReLU),
     )
-
-
-def _conv_net(input_shape: tuple[int, ...], output_dim: int, extra_layers: int) -> nn.Sequential:
-    """Conv trunk, then ``extra_layers`` hidden FC layers of width 512 (ReLU), then a linear output."""
-    trunk = _conv_trunk(input_shape[0])
-    with torch.no_grad():
-        flat = trunk(torch.zeros(1, *input_shape)).shape[1]
-    layers: list[nn.Module] = [trunk]
-    width = flat
-    for _ in range(extra_layers):
-        layers += [nn.Linear(width, 512), nn.ReLU()]
-        width = 512
-    layers.append(nn.Linear(width, output_dim))
-    return nn.Sequential(*layers)
-
-
-def _mlp(input_dim: int, hidden: int, num_hidden: int, output_dim: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = input_dim
-    for _ in range(num_hidden):
-        layers += [nn.Linear(width, hidden), nn.LeakyReLU()]
-        width = hidden
-    layers.append(nn.Linear(width, output_dim))
-    return nn.Sequential(*layers)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -206,6 +184,7 @@ class IntrinsicModule(nn.Module, ABC):
     reward_scaler: DiscountedReturnScaler
     target: nn.Module
     predictor: nn.Module
+    default_vector_dim: int
 
     def __init__(
         self,
@@ -214,7 +193,8 @@ class IntrinsicModule(nn.Module, ABC):
         *,
         gamma_int: float,
         update_proportion: float,
-        output_dim: int,
+        output_dim: int | None,
+        hidden: int,
         frame_channels: int | None = None,
     ) -> None:
         super().__init__()
@@ -224,7 +204,11 @@ class IntrinsicModule(nn.Module, ABC):
             raise ValueError(f"num_envs must be positive, got {num_envs}")
         self.adapter = _ObsAdapter(obs_space, frame_channels)
         self.update_proportion = float(update_proportion)
-        self.output_dim = int(output_dim)
+        self.output_dim = int(output_dim or (512 if self.adapter.pixels else self.default_vector_dim))
+        self.target, self.predictor = _networks(
+            self.adapter.input_shape, self.adapter.pixels, hidden, self.output_dim
+        )
+        self._freeze_target()
         # Per-pixel statistics for images, per-feature for vectors (RND paper, section 2.4).
         self.obs_rms = RunningMeanStd(self.adapter.input_shape)
         # Intrinsic returns are non-episodic (RND paper, section 2.3), so is the return used for scaling.
@@ -250,8 +234,21 @@ class IntrinsicModule(nn.Module, ABC):
         """Raw (unscaled) bonus ``(B,)`` for raw observations ``(B, *obs_shape)``; no side effects."""
 
     @abstractmethod
-    def loss(self, next_obs: Tensor) -> dict[str, Tensor]:
-        """Predictor loss ``{"predictor": scalar}`` on raw observations ``(B, *obs_shape)``."""
+    def _distill(self, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Per-sample predictor loss ``(B,)`` on normalized inputs, and diagnostics to log."""
+
+    def loss(self, next_obs: Tensor | np.ndarray) -> dict[str, Tensor]:
+        """Predictor loss ``{"predictor": scalar}`` on a random ``update_proportion`` of the raw
+        observations ``(B, *obs_shape)``; gradients reach only the predictor."""
+        x = self.normalize_obs(next_obs)
+        # RND reference: each sample enters the loss with probability update_proportion (a Bernoulli
+        # mask, not a fixed-size subset). Only the kept rows go through the networks: the same loss
+        # as masking the full batch, at a quarter of the compute.
+        keep = torch.rand(x.shape[0], device=x.device) < self.update_proportion
+        per_sample, metrics = self._distill(x[keep])
+        self._last_metrics = {"update_fraction": float(keep.float().mean()), **metrics}
+        # An empty draw still returns a (zero) loss attached to the predictor's graph.
+        return {"predictor": per_sample.mean() if per_sample.numel() else per_sample.sum()}
 
     def metrics(self) -> dict[str, float]:
         """Diagnostics of the last :meth:`loss` call, to log under ``intrinsic/``."""
@@ -305,15 +302,6 @@ class IntrinsicModule(nn.Module, ABC):
 
     # ---- helpers ------------------------------------------------------------------------------------
 
-    def _update_mask(self, batch: int, device: torch.device) -> Tensor:
-        # RND reference: each sample of a minibatch enters the predictor loss with probability
-        # update_proportion (a Bernoulli mask, not a fixed-size subset).
-        return (torch.rand(batch, device=device) < self.update_proportion).float()
-
-    def _masked_mean(self, per_sample: Tensor, mask: Tensor) -> Tensor:
-        # Divide by the number of kept samples (at least 1) so the loss scale does not depend on the mask.
-        return (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
-
 
 # --------------------------------------------------------------------------------------------------------
 # RND
@@ -335,6 +323,8 @@ class RND(IntrinsicModule):
     3 x ``hidden`` for the predictor (the predictor is deliberately the more expressive of the two).
     """
 
+    default_vector_dim = 128
+
     def __init__(
         self,
         obs_space: gymnasium.Space,
@@ -346,27 +336,15 @@ class RND(IntrinsicModule):
         hidden: int = 256,
         frame_channels: int | None = None,
     ) -> None:
-        adapter = _ObsAdapter(obs_space, frame_channels)
-        if output_dim is None:
-            output_dim = 512 if adapter.pixels else 128
         super().__init__(
             obs_space,
             num_envs,
             gamma_int=gamma_int,
             update_proportion=update_proportion,
             output_dim=output_dim,
+            hidden=hidden,
             frame_channels=frame_channels,
         )
-        shape = self.adapter.input_shape
-        if self.adapter.pixels:
-            self.target = _conv_net(shape, output_dim, extra_layers=0)
-            self.predictor = _conv_net(shape, output_dim, extra_layers=2)
-        else:
-            self.target = _mlp(shape[0], hidden, 2, output_dim)
-            self.predictor = _mlp(shape[0], hidden, 3, output_dim)
-        _orthogonal_init(self.target)
-        _orthogonal_init(self.predictor)
-        self._freeze_target()
 
     def _errors(self, x: Tensor) -> Tensor:
         """Per-sample mean squared prediction error ``(B,)`` for normalized inputs ``x``."""
@@ -379,17 +357,15 @@ class RND(IntrinsicModule):
         """Raw bonus ``(B,)``: mean over the output axis of the squared prediction error."""
         return self._errors(self.normalize_obs(next_obs))
 
-    def loss(self, next_obs: Tensor | np.ndarray) -> dict[str, Tensor]:
-        """Distillation loss on a random ``update_proportion`` of the minibatch ``(B, *obs_shape)``."""
-        errors = self._errors(self.normalize_obs(next_obs))  # (B,)
-        mask = self._update_mask(errors.shape[0], errors.device)
+    def _distill(self, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        errors = self._errors(x)  # (B,)
+        if not errors.numel():
+            return errors, {}
         detached = errors.detach()
-        self._last_metrics = {
-            "update_fraction": float(mask.mean()),
+        return errors, {
             "batch_bonus_mean": float(detached.mean()),
             "batch_bonus_std": float(detached.std(unbiased=False)),
         }
-        return {"predictor": self._masked_mean(errors, mask)}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -417,7 +393,10 @@ class RDD(IntrinsicModule):
 
     Defaults follow the paper's hyperparameters: sigma = 1, target mean 1 (section 5.4 ablates both; with
     mean 1 an unseen state starts with a bonus near 1), output dimension 64 for vector states and 512 for
-    Atari, hidden width 64 for vector states.
+    Atari. Hidden width for vector states: 256, RND's MLPs (the paper builds on RND's code). A width
+    of 64 was tried first: on the sparse AGV complex-static scene its predictor generalised so
+    smoothly that the bonus barely told visited from unvisited poses, and PPO+RDD never learned to
+    leave the start aisle in 400k steps (with 256 it does; bench/bench_exploration.py).
 
     Args:
         obs_space: Single-environment observation space.
@@ -427,9 +406,11 @@ class RDD(IntrinsicModule):
         output_dim: Embedding size (default 64 for vectors, 512 for pixels).
         sigma: Standard deviation of the target distribution (default 1).
         target_mean: Constant offset ``m`` added to ``mu(s)`` (default 1).
-        hidden: Hidden width of the vector MLPs (default 64).
+        hidden: Hidden width of the vector MLPs (default 256).
         frame_channels: See :class:`IntrinsicModule`.
     """
+
+    default_vector_dim = 64
 
     def __init__(
         self,
@@ -441,35 +422,23 @@ class RDD(IntrinsicModule):
         output_dim: int | None = None,
         sigma: float = 1.0,
         target_mean: float = 1.0,
-        hidden: int = 64,
+        hidden: int = 256,
         frame_channels: int | None = None,
     ) -> None:
-        adapter = _ObsAdapter(obs_space, frame_channels)
-        if output_dim is None:
-            output_dim = 512 if adapter.pixels else 64
         if sigma <= 0.0:
             raise ValueError(f"rdd sigma must be positive, got {sigma}")
+        # ``target`` is the mean network mu; same architectures as RND (the paper builds on RND's code).
         super().__init__(
             obs_space,
             num_envs,
             gamma_int=gamma_int,
             update_proportion=update_proportion,
             output_dim=output_dim,
+            hidden=hidden,
             frame_channels=frame_channels,
         )
         self.sigma = float(sigma)
         self.target_mean = float(target_mean)
-        shape = self.adapter.input_shape
-        # ``target`` is the mean network mu; same architectures as RND (the paper builds on RND's code).
-        if self.adapter.pixels:
-            self.target = _conv_net(shape, output_dim, extra_layers=0)
-            self.predictor = _conv_net(shape, output_dim, extra_layers=2)
-        else:
-            self.target = _mlp(shape[0], hidden, 2, output_dim)
-            self.predictor = _mlp(shape[0], hidden, 3, output_dim)
-        _orthogonal_init(self.target)
-        _orthogonal_init(self.predictor)
-        self._freeze_target()
 
     def _mean(self, x: Tensor) -> Tensor:
         """Mean of the target distribution, ``mu(s) + m``, shape ``(B, d)``."""
@@ -482,21 +451,20 @@ class RDD(IntrinsicModule):
         x = self.normalize_obs(next_obs)
         return (self.predictor(x) - self._mean(x)).square().mean(dim=-1)
 
-    def loss(self, next_obs: Tensor | np.ndarray) -> dict[str, Tensor]:
-        """MSE to a fresh target sample ``mean(s) + sigma * eps`` on ``update_proportion`` of the batch."""
-        x = self.normalize_obs(next_obs)
+    def _distill(self, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """MSE to a fresh target sample ``mean(s) + sigma * eps``."""
         mean = self._mean(x)  # (B, d)
         sample = mean + self.sigma * torch.randn_like(mean)  # a new draw every time s is trained on
         pred = self.predictor(x)  # (B, d)
         per_sample = (pred - sample).square().mean(dim=-1)  # (B,)
-        mask = self._update_mask(per_sample.shape[0], per_sample.device)
+        if not per_sample.numel():
+            return per_sample, {}
         with torch.no_grad():
             # Discrepancy to the mean = the bonus on this minibatch; divided by sigma^2 it is the
             # statistic z of Lemma 4.1, an estimate of 1/n, so sigma^2 / b reads as a pseudo-count.
             discrepancy = (pred - mean).square().mean(dim=-1)  # (B,)
             z = discrepancy / self.sigma**2
-            self._last_metrics = {
-                "update_fraction": float(mask.mean()),
+            metrics = {
                 "batch_bonus_mean": float(discrepancy.mean()),
                 "batch_bonus_std": float(discrepancy.std(unbiased=False)),
                 "batch_bonus_max": float(discrepancy.max()),
@@ -507,7 +475,7 @@ class RDD(IntrinsicModule):
                 "pseudo_count": float((1.0 / z.clamp(min=1e-8)).median()),
                 "loss_minus_bonus": float((per_sample.detach() - discrepancy).mean()),
             }
-        return {"predictor": self._masked_mean(per_sample, mask)}
+        return per_sample, metrics
 
 
 # --------------------------------------------------------------------------------------------------------

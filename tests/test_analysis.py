@@ -257,3 +257,21 @@ def test_loss_best_is_minimum_and_runs_root_expands(tmp_path: Path) -> None:
     m = rep.row("CartPole-v1 ppo none").metrics["losses/value_loss"]
     assert m.bests == [0.5, 0.25] and m.finals == [1.0, 0.25]
     assert rep.out == runs / "report"
+
+
+def test_report_on_real_ppo_runs_reads_back_logged_values(tmp_path: Path) -> None:
+    from rlkd.cli import main
+    from tests.helpers import read_scalars
+
+    for seed in (1, 2):
+        argv = ["train", "--preset", "debug", "--seed", str(seed), "--run-dir", str(tmp_path / f"s{seed}")]
+        assert main(argv) == 0
+    rep = report([str(tmp_path / "s*")], out=tmp_path / "out", metrics=["charts/episodic_return"])
+    (row,) = rep.rows  # two seeds of one (env, agent, intrinsic) group
+    assert row.seeds == 2 and row.fields["env_id"] == "CartPole-v1" and row.fields["intrinsic"] == "none"
+    logged = [read_scalars(tmp_path / f"s{seed}")["charts/episodic_return"] for seed in (1, 2)]
+    summary = row.metrics["charts/episodic_return"]
+    assert sorted(summary.finals) == sorted(curve[-1][1] for curve in logged)
+    assert sorted(summary.bests) == sorted(max(v for _, v in curve) for curve in logged)
+    assert row.steps_max == 512
+    assert (tmp_path / "out" / "charts_episodic_return_steps.png").stat().st_size > 10_000

@@ -150,3 +150,49 @@ def test_stack_final_replaces_only_ended_envs():
     out = stack_final(info, obs)
     np.testing.assert_array_equal(out, [[0, 0], [1, 1], [0, 0]])
     assert obs.sum() == 0  # the input is not modified
+
+
+INTRINSIC_TAGS = {
+    "intrinsic/reward_mean", "intrinsic/reward_std", "intrinsic/predictor_loss",
+    "charts/episodic_intrinsic_return", "charts/success_rate",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("module", ["rnd", "rdd"])
+def test_intrinsic_debug_run_writes_intrinsic_tags(tmp_path, module):
+    # The AGV warehouse reports is_success; its collisions end episodes within the short debug run.
+    run_dir = train(
+        tmp_path, module, "--env", "rlkd/AGVWarehouse-v0", "--intrinsic", module, "--total-steps", "1024"
+    )
+    scalars = read_scalars(run_dir)
+    assert set(scalars) >= INTRINSIC_TAGS | PROMISED
+    assert all(v > 0 for _, v in scalars["intrinsic/reward_mean"])  # bonuses are squared errors
+    assert all(0.0 <= v <= 1.0 for _, v in scalars["charts/success_rate"])
+    state = Run.open(run_dir).load_checkpoint()["state"]
+    # Observation and reward statistics of the module travel in the checkpoint.
+    assert state["intrinsic"]["obs_rms.count"] > 64
+    assert state["intrinsic"]["reward_scaler.stats.count"] > 1
+    assert "critic_int.weight" in state["agent"]
+
+
+def test_pixel_observations_with_rnd(tmp_path):
+    # Channel-last 64x64 RGB frames through the Nature CNN and RND's conv nets.
+    run_dir = train(
+        tmp_path, "pixels", "--env", "rlkd/AGVWarehouse-SimpleStatic-Pixels-v0", "--intrinsic", "rnd",
+        "--total-steps", "256",
+    )  # fmt: skip
+    assert {"intrinsic/predictor_loss", "charts/SPS"} <= set(read_scalars(run_dir))
+
+
+def test_user_registered_env_trains_and_reports_success(tmp_path):
+    # tests/user_envs.py registers Corridor-v0 on import; success comes through Gymnasium's final_info.
+    run_dir = train(
+        tmp_path, "corridor", "--env", "tests.user_envs:Corridor-v0", "--total-steps", "512",
+        "--env-kwargs", "{length: 2}",
+    )  # fmt: skip
+    scalars = read_scalars(run_dir)
+    assert "charts/success_rate" in scalars
+    # A 2-cell corridor is reached by a random policy often: some episodes must have succeeded.
+    assert max(v for _, v in scalars["charts/success_rate"]) > 0
+    # The run folder is named after the id (module prefix included, sanitized).
+    assert Run.open(run_dir).config["env_id"] == "tests.user_envs:Corridor-v0"

@@ -14,15 +14,6 @@ from rlkd.intrinsic import make_intrinsic
 from rlkd.sb3 import IntrinsicRewardVecEnv, VectorEnvToSB3, warmup_obs_stats, with_intrinsic
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small networks: one intra-op thread is faster and robust to a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _make_vec(env_id: str, num_envs: int = 4, **kwargs) -> gymnasium.vector.VectorEnv:
     return gymnasium.make_vec(
         env_id,
