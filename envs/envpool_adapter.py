@@ -96,7 +96,9 @@ class EnvpoolVectorEnv(VectorEnv):
             single_obs = gym.spaces.Box(-np.inf, np.inf, single_obs.shape, np.float32)
         self._act_dtype = act.dtype
         if isinstance(act, gym.spaces.Box):
-            act = gym.spaces.Box(act.low.astype(np.float32), act.high.astype(np.float32), act.shape, np.float32)
+            act = gym.spaces.Box(
+                act.low.astype(np.float32), act.high.astype(np.float32), act.shape, np.float32
+            )
         self.single_observation_space = single_obs
         self.single_action_space = act
         self.observation_space = batch_space(single_obs, num_envs)

@@ -200,49 +200,27 @@ def _agv_env(envs: Any) -> Any | None:
 class _AGVTracker:
     """Records (x, y) trajectories and goals of an AGV vector env's episodes.
 
-    Positions come from the env's public ``poses()``/``goals()``. With same-step autoreset the
-    pose at which an episode ended is gone when ``step`` returns (the AGV already stands at its
-    next start), so it is recomputed from the pose before the step and the action with the env's
-    own :func:`rlkd.envs.agv.unicycle_step` and the sim's ``v_max``/``w_max``/``dt`` (the same
-    mapping ``AGVSim.step`` uses). Every step this prediction is checked against the envs that did
-    not end; if it ever disagrees (the dynamics changed), end points are no longer added.
+    Positions come from the env's ``poses()``; with same-step autoreset the AGV already stands at
+    its next start when ``step`` returns, so an episode's last position is ``info["final_pose"]``.
     """
 
     def __init__(self, env: Any) -> None:
         self.env = env
-        self.exact = True
-        poses = env.poses()
-        self.current: list[list[np.ndarray]] = [[p[:2].copy()] for p in poses]
+        self.current: list[list[np.ndarray]] = [[p[:2].copy()] for p in env.poses()]
         self.goal = env.goals()
-        self.prev = poses
 
-    def _predict(self, actions: np.ndarray) -> np.ndarray:
-        from rlkd.envs.agv import unicycle_step
-
-        sim = self.env.sim
-        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(-1, 2), -1.0, 1.0)
-        v = (a[:, 0] + 1.0) * (0.5 * sim.v_max)
-        w = a[:, 1] * sim.w_max
-        x, y, _ = unicycle_step(self.prev[:, 0], self.prev[:, 1], self.prev[:, 2], v, w, sim.dt)
-        return np.stack([x, y], axis=1)
-
-    def step(self, actions: np.ndarray, done: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    def step(self, info: dict[str, Any], done: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """Update after a vector step; returns ``(env, trajectory (T, 2), goal (2,))`` of ended episodes."""
         poses = self.env.poses()
-        predicted = self._predict(actions)
-        if self.exact and (~done).any():
-            self.exact = bool(np.allclose(predicted[~done], poses[~done, :2], atol=1e-6))
         ended = []
         for i in range(len(done)):
             if done[i]:
-                if self.exact:
-                    self.current[i].append(predicted[i])
+                self.current[i].append(info["final_pose"][i, :2].copy())
                 ended.append((i, np.stack(self.current[i]), self.goal[i].copy()))
                 self.current[i] = [poses[i, :2].copy()]
             else:
                 self.current[i].append(poses[i, :2].copy())
         self.goal = self.env.goals()
-        self.prev = poses
         return ended
 
 
@@ -397,7 +375,7 @@ def _run_episodes(
         actions = policy.act(obs, first, deterministic)
         obs, _, terminated, truncated, info = envs.step(actions)
         done = np.logical_or(terminated, truncated)
-        ended_tracks = {i: (t, g) for i, t, g in tracker.step(actions, done)} if tracker else {}
+        ended_tracks = {i: (t, g) for i, t, g in tracker.step(info, done)} if tracker else {}
         first = done
         if not done.any():
             continue

@@ -486,3 +486,15 @@ def test_write_gif_and_plot_trajectories(tmp_path) -> None:
         assert im.format == "PNG" and im.size[0] > 500
     with pytest.raises(ValueError, match="success flags"):
         plot_trajectories("simple-static", [np.zeros((3, 2))], tmp_path / "x.png", successes=[True, False])
+
+
+def test_final_pose_is_where_the_episode_ended() -> None:
+    # Full speed east from (2, 5) into the rack face at x = 6: the disc (r = 0.3) first overlaps it
+    # when x > 5.7, i.e. after 15 steps of 0.25 m (x = 5.75). That pose is reported, then a reset.
+    env = AGVWarehouseVectorEnv(2, custom_map=straight_map())
+    env.reset(seed=0)
+    for _ in range(15):
+        _, _, term, _, info = env.step(forward(2))
+    assert term.all() and info["collision"].all()
+    np.testing.assert_allclose(info["final_pose"][:, :2], [[5.75, 5.0], [5.75, 5.0]], atol=1e-9)
+    np.testing.assert_allclose(env.poses()[:, :2], [[2.0, 5.0], [2.0, 5.0]])

@@ -157,6 +157,8 @@ class AGVWarehouseVectorEnv(VectorEnv):
         final_obs = self.sim.observe(slice(None))
         done = out["terminated"] | out["truncated"]
         obs = final_obs
+        # Where an episode ended, the pose it ended at (the reset below moves the AGV to a new start).
+        final_pose = self.poses()
         if done.any():
             idx = np.flatnonzero(done)
             self.sim.reset_envs(idx)
@@ -165,6 +167,8 @@ class AGVWarehouseVectorEnv(VectorEnv):
         info = {
             "final_obs": final_obs,
             "_final_obs": done,
+            "final_pose": final_pose,
+            "_final_pose": done,
             "is_success": out["success"],
             "_is_success": self._ones,
             "collision": out["collision"],
