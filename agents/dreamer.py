@@ -39,6 +39,7 @@ from rlkd.world_model import (
     check_compatible,
     mlp,
     model_meta,
+    reconstruction_grid,
     to_torch,
 )
 
@@ -470,9 +471,7 @@ def env_kwargs_for(cfg: DreamerConfig) -> dict[str, Any]:
 @torch.no_grad()
 def log_images(run: Run, agent: Agent, batch: dict[str, Tensor], recon: Tensor, step: int) -> None:
     """Reconstructions and an open-loop imagined rollout (5 context frames, then the prior)."""
-    truth = batch["image"][0, :8].float() / 255.0  # (8, 64, 64, 3)
-    pred = (recon[0, :8] + 0.5).clamp(0, 1)
-    run.writer.add_images("world_model/reconstruction", torch.cat([truth, pred]).permute(0, 3, 1, 2), step)
+    run.writer.add_images("world_model/reconstruction", reconstruction_grid(batch["image"], recon), step)
     wm = agent.wm
     ctx = min(5, batch["image"].shape[1] - 1)
     _, _, z = wm.encoder(batch["image"][:1, :ctx], sample=False)

@@ -36,7 +36,7 @@ from torch.distributions import Categorical, Normal
 from rlkd.config import TrainConfig
 from rlkd.errors import UserError
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
-from rlkd.nets import image_chw, is_image, layer_init, mlp, nature_cnn, to_chw
+from rlkd.nets import channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
 from rlkd.returns import gae
 from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
@@ -46,8 +46,6 @@ from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 class PPOConfig(TrainConfig):
     """PPO (+ RND/RDD). Defaults are the built-in job: PPO+RND on the sparse AGV warehouse."""
 
-    agent: str = "ppo"
-    """Agent to train: ppo, dreamer or diswm."""
     intrinsic: str = "rnd"
     """Intrinsic-reward module: none, rnd or rdd."""
     num_steps: int = 128
@@ -93,7 +91,7 @@ class PPOConfig(TrainConfig):
     int_update_proportion: float = 0.25
     """Fraction of each minibatch the intrinsic predictor trains on (RND paper: 0.25)."""
     int_output_dim: int = 0
-    """Output size of the intrinsic target/predictor; 0 picks the module's default (64 vector, 512 pixels)."""
+    """Intrinsic target/predictor output size; 0: module default (RND 128, RDD 64 vectors; 512 pixels)."""
     rdd_sigma: float = 0.0
     """Std of RDD's target distribution; 0 picks the paper's default."""
     int_init_steps: int = 4_096
@@ -113,9 +111,16 @@ class PPOConfig(TrainConfig):
                 f"num_envs*num_steps ({self.num_envs * self.num_steps}) must be divisible by "
                 f"num_minibatches ({self.num_minibatches})"
             )
-        for name in ("gamma", "gae_lambda", "gamma_int", "int_update_proportion"):
+        for name in ("gamma", "gae_lambda", "gamma_int"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.int_update_proportion <= 1.0:
+            raise UserError(f"--int-update-proportion must be in (0, 1], got {self.int_update_proportion}")
+        for name in ("int_output_dim", "rdd_sigma", "int_init_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(
+                    f"--{name.replace('_', '-')} must be >= 0 (0: default), got {getattr(self, name)}"
+                )
         if self.learning_rate <= 0:
             raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
 
@@ -220,6 +225,7 @@ class Agent(nn.Module):
             self.critic_body = nn.Sequential(mlp([dim, hidden, hidden]), nn.Tanh())
             features = hidden
         self.image = is_image(shape)
+        self.channels_last = self.image and channels_last(shape)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if self.discrete:
             self.actor = layer_init(nn.Linear(features, int(action_space.n)), std=0.01)
@@ -232,7 +238,7 @@ class Agent(nn.Module):
 
     def _features(self, x: Tensor) -> Tensor:
         if self.image:
-            x = to_chw(x).float() / 255.0
+            x = (x.permute(0, 3, 1, 2) if self.channels_last else x).float() / 255.0
         return self.trunk(x)
 
     def values(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -279,6 +285,13 @@ def check_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> 
     """PPO handles Box observations and Discrete or Box actions; anything else is a user error."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
         raise UserError(f"PPO needs a flat or image Box observation space; {env_id} has {obs_space}")
+    if is_image(obs_space.shape):
+        if obs_space.dtype != np.uint8:
+            raise UserError(f"PPO reads rank-3 observations as uint8 images; {env_id} has {obs_space}")
+        try:
+            channels_last(obs_space.shape)
+        except ValueError as exc:
+            raise UserError(f"{env_id}: {exc}") from None
     if not isinstance(action_space, gym.spaces.Discrete | gym.spaces.Box):
         raise UserError(f"PPO needs Discrete or Box actions; {env_id} has {action_space}")
 
@@ -314,15 +327,6 @@ def stack_final(info: Mapping[str, Any], obs: np.ndarray) -> np.ndarray:
     return real
 
 
-def step_success(info: Mapping[str, Any]) -> np.ndarray | None:
-    """``is_success`` of the step that just ended each episode, if the env reports it."""
-    if "final_info" in info and "is_success" in info["final_info"]:
-        return np.asarray(info["final_info"]["is_success"], dtype=bool)
-    if "is_success" in info:
-        return np.asarray(info["is_success"], dtype=bool)
-    return None
-
-
 def to_env_action(action: Tensor, action_space: gym.Space) -> np.ndarray:
     """Tensor actions to what the env takes (Gaussian samples clipped to the Box bounds)."""
     a = action.cpu().numpy()
@@ -332,12 +336,12 @@ def to_env_action(action: Tensor, action_space: gym.Space) -> np.ndarray:
 
 
 def init_intrinsic_obs_stats(
-    envs: gym.vector.VectorEnv, module: IntrinsicModule, steps: int, device: torch.device
-):
+    envs: gym.vector.VectorEnv, module: IntrinsicModule, steps: int, obs: np.ndarray, device: torch.device
+) -> np.ndarray:
     """RND's explicit initialisation: fold ``steps`` random-agent observations into the module's
-    observation statistics (Burda et al. 2018, section 2.4). Returns the env's current observation."""
+    observation statistics (Burda et al. 2018, section 2.4). Takes and returns the env's current
+    observation (unchanged when ``steps`` is 0)."""
     chunk: list[np.ndarray] = []
-    obs = None
     for i in range(math.ceil(steps / envs.num_envs)):
         obs, *_ = envs.step(envs.action_space.sample())
         chunk.append(obs)
@@ -402,10 +406,13 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
             intrinsic.load_state_dict(state["intrinsic"])
         iteration = int(state["iteration"])
         set_rng_state(state["rng"])
+        # The learner continues exactly; envs cannot be saved, so episodes start afresh and the
+        # per-env running extrinsic returns of reward scaling restart with them.
+        reward_scaler.returns.zero_()
 
     obs, _ = envs.reset(seed=cfg.seed + global_step)
     if intrinsic is not None and not checkpoint:
-        obs = init_intrinsic_obs_stats(envs, intrinsic, cfg.int_init_steps, device)
+        obs = init_intrinsic_obs_stats(envs, intrinsic, cfg.int_init_steps, obs, device)
 
     # Rollout storage, (T, N, ...).
     img = prep.image
@@ -466,9 +473,8 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 mask = info["_episode"]
                 ep_returns.extend(info["episode"]["r"][mask].tolist())
                 ep_lengths.extend(info["episode"]["l"][mask].tolist())
-                success = step_success(info)
-                if success is not None:
-                    ep_success.extend(success[mask].astype(float).tolist())
+                if "success" in info["episode"]:
+                    ep_success.extend(info["episode"]["success"][mask].astype(float).tolist())
             obs = next_obs
 
         # ---------------------------------------------------------------- returns and advantages
@@ -499,7 +505,6 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                     "intrinsic/reward_mean": int_rewards.mean().item(),
                     "intrinsic/reward_std": int_rewards.std().item(),
                     "intrinsic/raw_bonus_mean": raw_bonus.mean().item(),
-                    **{f"intrinsic/{k}": v for k, v in intrinsic.metrics().items()},
                 }
             else:
                 ret_int = torch.zeros_like(ret_ext)
@@ -550,6 +555,8 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 optimizer.step()
             if cfg.target_kl and approx_kl > cfg.target_kl:
                 break
+        if intrinsic is not None:  # diagnostics of this update's last predictor minibatch
+            int_logs.update({f"intrinsic/{k}": v for k, v in intrinsic.metrics().items()})
         iteration += 1
 
         # ---------------------------------------------------------------- logging and checkpoints

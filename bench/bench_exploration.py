@@ -45,9 +45,26 @@ def main() -> None:
                 print(f"skip {run_dir} (exists)", flush=True)
                 continue
             cmd = [
-                sys.executable, "-m", "rlkd.cli", "train", "--env", ENV, "--intrinsic", method,
-                "--seed", str(seed), "--total-steps", str(args.total_steps), "--torch-threads", "1",
-                "--run-dir", str(run_dir), "--log-interval", "32768", "--checkpoint-interval", "500000",
+                sys.executable,
+                "-m",
+                "rlkd.cli",
+                "train",
+                "--env",
+                ENV,
+                "--intrinsic",
+                method,
+                "--seed",
+                str(seed),
+                "--total-steps",
+                str(args.total_steps),
+                "--torch-threads",
+                "1",
+                "--run-dir",
+                str(run_dir),
+                "--log-interval",
+                "32768",
+                "--checkpoint-interval",
+                "500000",
             ]
             out.mkdir(parents=True, exist_ok=True)
             log = open(out / f"{method}_seed{seed}.log", "w")  # noqa: SIM115 - lives as long as the process

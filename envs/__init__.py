@@ -62,8 +62,9 @@ def resolve_backend(env_id: str, backend: str = "auto") -> str:
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown env backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    in_envpool = env_id in envpool_ids()
     in_gym = env_id in gymnasium_ids()
+    # Importing envpool costs ~1 s: skip it when the answer cannot be envpool.
+    in_envpool = backend != "gymnasium" and not env_id.startswith("rlkd/") and env_id in envpool_ids()
     if backend == "envpool" and not in_envpool:
         raise UserError(f"envpool has no task {env_id!r}{_suggest(env_id, envpool_ids())}")
     if backend == "gymnasium" and not in_gym:
@@ -92,7 +93,8 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
         env_id: envpool task id, Gymnasium id (``module:Env-v0`` too), ``rlkd/...`` id, or the
             path of a YAML env spec file.
         num_envs: Number of parallel environments (>= 1).
-        seed: Seed of the first environment; environment ``i`` gets ``seed + i``.
+        seed: Seed for backends seeded at construction (envpool: environment ``i`` gets
+            ``seed + i``); Gymnasium envs are seeded by ``reset(seed=...)`` the same way.
         backend: ``auto``, ``envpool`` or ``gymnasium``.
         **env_kwargs: Passed to the environment constructor.
 
@@ -136,6 +138,8 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
             )
     except TypeError as exc:
         raise UserError(f"bad env_kwargs for {env_id!r}: {exc}") from None
+    except (ImportError, gym.error.Error) as exc:
+        raise UserError(f"cannot make {env_id!r}: {exc}") from None
     return EpisodeStatistics(envs)
 
 

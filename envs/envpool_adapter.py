@@ -84,6 +84,7 @@ class EnvpoolVectorEnv(VectorEnv):
         self._task_id, self._kwargs, self._seed = task_id, kwargs, seed
         self.num_envs = num_envs
         self._env = self._make(seed)
+        self._fresh = True  # the pool has not been stepped since it was seeded
         self.spec = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # envpool's float64 Box bounds, see _make
@@ -126,10 +127,11 @@ class EnvpoolVectorEnv(VectorEnv):
         # envpool is seeded only at construction, so a new seed means a new pool.
         if isinstance(seed, list):
             seed = seed[0]
-        if seed is not None and seed != self._seed:
+        if seed is not None and (seed != self._seed or not self._fresh):
             self._env.close()
             self._seed = seed
             self._env = self._make(seed)
+        self._fresh = False
         obs, info = self._env.reset()
         return self._obs(obs), self._info(info, np.zeros(self.num_envs, bool))
 

@@ -73,9 +73,11 @@ def register_spec_file(path: str | Path) -> str:
 
 def register_spec_folder() -> None:
     """Register the specs shipped in ``envs/spec_files/`` and those named by ``RLKD_ENV_SPECS``."""
-    places = [SPEC_DIR] + [Path(p) for p in os.environ.get("RLKD_ENV_SPECS", "").split(os.pathsep) if p]
-    for place in places:
+    named = [Path(p) for p in os.environ.get("RLKD_ENV_SPECS", "").split(os.pathsep) if p]
+    for place in [SPEC_DIR, *named]:
         if not place.exists():
+            if place == SPEC_DIR:
+                continue
             raise UserError(f"RLKD_ENV_SPECS names {place}, which does not exist")
         files = sorted(place.glob("*.y*ml")) if place.is_dir() else [place]
         for file in files:

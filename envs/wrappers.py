@@ -8,8 +8,24 @@ import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 
+def success_flags(info: dict[str, Any]) -> np.ndarray | None:
+    """``is_success`` of the step each env just took, or None when the env reports no success.
+
+    rlkd's own envs put it in ``info`` directly; Gymnasium's vector envs with SAME_STEP autoreset
+    move the ending step's info to ``info["final_info"]``. Envs masked out report False.
+    """
+    final = info.get("final_info")
+    source = final if isinstance(final, dict) and "is_success" in final else info
+    if "is_success" not in source:
+        return None
+    flags = np.asarray(source["is_success"], dtype=bool)
+    mask = source.get("_is_success")
+    return flags & np.asarray(mask, dtype=bool) if mask is not None else flags
+
+
 class EpisodeStatistics(VectorWrapper):
-    """Add ``info["episode"] = {"r": return, "l": length}`` (mask ``info["_episode"]``) on episode ends.
+    """Add ``info["episode"] = {"r": return, "l": length}`` (mask ``info["_episode"]``) on episode ends,
+    plus ``"success"`` when the env reports ``is_success``.
 
     Works with SAME_STEP autoreset: the step that ends an episode reports its statistics, and the
     counters restart for the episode whose first observation that same step returns.
@@ -41,6 +57,9 @@ class EpisodeStatistics(VectorWrapper):
                 "r": np.where(ended, self._returns, 0.0),
                 "l": np.where(ended, self._lengths, 0),
             }
+            success = success_flags(info)
+            if success is not None:
+                info["episode"]["success"] = success & ended
             info["_episode"] = ended
             self._returns[ended] = 0.0
             self._lengths[ended] = 0

@@ -77,7 +77,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
     import dataclasses
 
     from rlkd.agents import agent_module
-    from rlkd.config import from_dict, save_yaml
+    from rlkd.config import from_dict, save_yaml, to_dict
     from rlkd.run import Run
 
     run = Run.open(args.run_dir)
@@ -96,7 +96,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
     save_yaml(cfg, run.path / "config.yaml")
     # Scalars up to and including the checkpoint's step were logged before it was written; anything
     # later is superseded by the resumed run (TensorBoard hides purged points).
-    run = Run(run.path, Run.open(run.path).config, purge_step=int(checkpoint["step"]) + 1)
+    run = Run(run.path, to_dict(cfg), purge_step=int(checkpoint["step"]) + 1)
     print(f"resuming {run.path} from step {checkpoint['step']}", file=sys.stderr)
     module.train(cfg, run, checkpoint)
 
@@ -163,9 +163,13 @@ def cmd_tb(args: argparse.Namespace) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
+    from rlkd.config import read_yaml_text
     from rlkd.datasets import collect
 
-    out = collect(args.env_id, args.episodes, Path(args.out), policy=args.policy, seed=args.seed)
+    env_kwargs = read_yaml_text(args.env_kwargs, "--env-kwargs") if args.env_kwargs else {}
+    out = collect(
+        args.env_id, args.episodes, Path(args.out), policy=args.policy, seed=args.seed, **env_kwargs
+    )
     print(f"wrote {args.episodes} episodes to {out}")
 
 
@@ -182,11 +186,14 @@ def _main_parser() -> _Parser:
     p = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     p.add_argument("run_dir")
     p.add_argument(
-        "--total-steps", type=int, default=None, help="new total (to train past the original budget)"
+        "--total-steps",
+        type=int,
+        default=None,
+        help="new total, to train past the original budget (an annealed LR follows the new schedule)",
     )
     p = sub.add_parser("eval", help="evaluate a run's checkpoint")
     p.add_argument("run_dir")
-    p.add_argument("--checkpoint", default="latest", help="latest or a step number")
+    p.add_argument("--checkpoint", default="latest", help="latest, best or a step number")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--deterministic", action="store_true", help="take the most likely action")
     p.add_argument("--video", default=None, metavar="FILE.gif", help="write a GIF of the first episode")
@@ -202,6 +209,7 @@ def _main_parser() -> _Parser:
     p.add_argument("--out", required=True)
     p.add_argument("--policy", default="random", help="random or a RUN_DIR")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-kwargs", default=None, metavar="YAML", help='e.g. "{color_set: test}"')
     p = sub.add_parser("envs", help="list env ids or show one env's spaces")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     p.add_argument("env_id", nargs="?")

@@ -40,7 +40,7 @@ class TrainConfig:
     env_backend: str = "auto"
     """Vector-env backend: auto, envpool or gymnasium."""
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Extra keyword arguments passed to the environment constructor (YAML mapping)."""
+    """Extra keyword arguments for the environment constructor (YAML mapping, merged into the preset's)."""
     num_envs: int = 16
     """Number of parallel environments."""
     total_steps: int = 500_000
@@ -133,7 +133,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
             return str(value)
         if origin is dict:
             if isinstance(value, str):
-                value = yaml.safe_load(value) or {}
+                value = read_yaml_text(value, f"--{_flag(name)}")
             if not isinstance(value, Mapping):
                 raise ValueError
             return dict(value)
@@ -159,7 +159,12 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Any], source: str) -> C:
             close = difflib.get_close_matches(k, names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UserError(f"unknown config field {key!r} in {source}{hint}")
-        changes[k] = _coerce(type(cfg), k, value)
+        value = _coerce(type(cfg), k, value)
+        if isinstance(value, dict):
+            # Mappings (env_kwargs) merge into what the preset or file set, so --env-kwargs
+            # "{max_episode_steps: 1000}" keeps a preset's other env options.
+            value = {**getattr(cfg, k), **value}
+        changes[k] = value
     return dataclasses.replace(cfg, **changes)
 
 
@@ -196,6 +201,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of field: value, got {type(data).__name__}")
+    return data
+
+
+def read_yaml_text(text: str, source: str) -> dict[str, Any]:
+    """Parse a YAML mapping given on the command line (e.g. ``--env-kwargs "{a: 1}"``)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UserError(
+            f'{source} is not valid YAML: {text!r} (write a mapping like "{{key: value}}")'
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(f'{source} must be a YAML mapping like "{{key: value}}", got {text!r}')
     return data
 
 

@@ -225,24 +225,6 @@ class _AGVTracker:
 
 
 # ===================================================================== evaluation
-def _episode_success(info: dict[str, Any], i: int) -> bool | None:
-    """``is_success`` of env ``i``'s episode-ending step, or None if the env does not report it."""
-    from rlkd.agents.ppo import step_success
-
-    flags = step_success(info)
-    if flags is None:
-        return None
-    final = info.get("final_info")
-    mask = None
-    if isinstance(final, dict) and "is_success" in final:
-        mask = final.get("_is_success")
-    elif "is_success" in info:
-        mask = info.get("_is_success")
-    if mask is not None and not bool(np.asarray(mask)[i]):
-        return None
-    return bool(flags[i])
-
-
 def evaluate(
     run_dir: Path,
     checkpoint: str | int = "latest",
@@ -387,7 +369,7 @@ def _run_episodes(
             done_count[i] += 1
             returns.append(float(info["episode"]["r"][i]))
             lengths.append(int(info["episode"]["l"][i]))
-            successes.append(_episode_success(info, i))
+            successes.append(bool(info["episode"]["success"][i]) if "success" in info["episode"] else None)
             if i in ended_tracks:
                 trajectories.append(ended_tracks[i][0])
                 goals.append(ended_tracks[i][1])

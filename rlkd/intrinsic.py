@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlkd.nets import mlp, nature_cnn
+from rlkd.nets import channels_last, mlp, nature_cnn
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 
 __all__ = [
@@ -66,15 +66,8 @@ def _pixel_layout(shape: tuple[int, ...], frame_channels: int | None) -> tuple[b
         ``(channels_last, keep)``: whether the channel axis is last, and how many trailing channels
         (the most recent frame) to keep.
     """
-    if shape[2] < shape[0] and shape[2] < shape[1]:
-        channels_last, channels = True, shape[2]
-    elif shape[0] < shape[1] and shape[0] < shape[2]:
-        channels_last, channels = False, shape[0]
-    else:
-        raise ValueError(
-            f"cannot tell the channel axis of pixel observations of shape {shape}: expected (C, H, W) or "
-            "(H, W, C) with C smaller than H and W"
-        )
+    last = channels_last(shape)
+    channels = shape[2] if last else shape[0]
     if frame_channels is None:
         # RND feeds the networks only the last frame of a stack (paper, appendix). A stack of RGB
         # frames has a channel count divisible by 3; grayscale stacks (Atari: 4) keep one channel.
@@ -86,7 +79,7 @@ def _pixel_layout(shape: tuple[int, ...], frame_channels: int | None) -> tuple[b
             frame_channels = 1
     if not 1 <= frame_channels <= channels:
         raise ValueError(f"frame_channels={frame_channels} must be between 1 and the {channels} channels")
-    return channels_last, frame_channels
+    return last, frame_channels
 
 
 class _ObsAdapter:
@@ -269,6 +262,10 @@ class IntrinsicModule(nn.Module, ABC):
         return self.obs_rms.normalize(x, clip=OBS_CLIP).float()
 
     @torch.no_grad()
+    def update_obs_stats(self, obs: Tensor | np.ndarray) -> None:
+        """Fold a batch of observations ``(B, *obs_shape)`` (e.g. a rollout's next obs) into ``obs_rms``."""
+        self.obs_rms.update(self.adapter(self._as_tensor(obs)))
+
     def init_obs_stats(self, obs: Tensor | np.ndarray) -> None:
         """Fold observations ``(B, *obs_shape)`` collected by a random agent into ``obs_rms``.
 
@@ -276,12 +273,7 @@ class IntrinsicModule(nn.Module, ABC):
         for a small number of steps before training; this is that explicit step (constructors never step
         an environment). May be called several times with chunks.
         """
-        self.obs_rms.update(self.adapter(self._as_tensor(obs)))
-
-    @torch.no_grad()
-    def update_obs_stats(self, obs: Tensor | np.ndarray) -> None:
-        """Fold a batch of observations ``(B, *obs_shape)`` (e.g. a rollout's next obs) into ``obs_rms``."""
-        self.obs_rms.update(self.adapter(self._as_tensor(obs)))
+        self.update_obs_stats(obs)
 
     # ---- rewards ------------------------------------------------------------------------------------
 
@@ -299,8 +291,6 @@ class IntrinsicModule(nn.Module, ABC):
         on_device = bonuses.to(self.device)
         self.reward_scaler.update(on_device)
         return self.reward_scaler.scale(on_device).to(bonuses.device)
-
-    # ---- helpers ------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -465,14 +455,13 @@ class RDD(IntrinsicModule):
             discrepancy = (pred - mean).square().mean(dim=-1)  # (B,)
             z = discrepancy / self.sigma**2
             metrics = {
-                "batch_bonus_mean": float(discrepancy.mean()),
                 "batch_bonus_std": float(discrepancy.std(unbiased=False)),
                 "batch_bonus_max": float(discrepancy.max()),
-                # E||f - sample||^2/d = b + sigma^2 for a predictor independent of the draw: the gap between
-                # the loss and the bonus should hover around sigma^2.
                 "predictor_vs_mean_discrepancy": float(discrepancy.mean()),
                 "inverse_pseudo_count": float(z.mean()),
                 "pseudo_count": float((1.0 / z.clamp(min=1e-8)).median()),
+                # E||f - sample||^2/d = b + sigma^2 for a predictor independent of the draw: the gap between
+                # the loss and the bonus should hover around sigma^2.
                 "loss_minus_bonus": float((per_sample.detach() - discrepancy).mean()),
             }
         return per_sample, metrics

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 
 def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -31,22 +31,33 @@ def mlp(
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
-    """Whether an observation shape is an image: ``(C, H, W)`` or ``(H, W, C)`` with C <= 4."""
+    """Whether an observation shape is an image (rank 3: ``(C, H, W)`` or ``(H, W, C)``)."""
     return len(shape) == 3
 
 
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether a rank-3 image shape is ``(H, W, C)``: the channel axis is the smallest one.
+
+    envpool's Atari stacks are ``(4, 84, 84)``, RGB renders ``(64, 64, 3)``, stacked RGB ``(64, 64, 9)``.
+
+    Raises:
+        ValueError: the shape has no unique smallest axis at either end.
+    """
+    if shape[2] < shape[0] and shape[2] < shape[1]:
+        return True
+    if shape[0] < shape[1] and shape[0] < shape[2]:
+        return False
+    raise ValueError(
+        f"cannot tell the channel axis of image observations of shape {shape}: expected (C, H, W) or "
+        "(H, W, C) with C smaller than H and W"
+    )
+
+
 def image_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """``(C, H, W)`` of an image observation given channel-first (envpool) or channel-last (RGB)."""
-    if shape[-1] <= 4 and shape[0] > 4:
+    """``(C, H, W)`` of an image observation shape, channel-first or channel-last."""
+    if channels_last(shape):
         return shape[2], shape[0], shape[1]
     return shape[0], shape[1], shape[2]
-
-
-def to_chw(obs: Tensor) -> Tensor:
-    """``(B, H, W, C)`` channel-last images to ``(B, C, H, W)``; channel-first pass through."""
-    if obs.shape[-1] <= 4 and obs.shape[-3] > 4:
-        return obs.permute(0, 3, 1, 2)
-    return obs
 
 
 def nature_cnn(

@@ -19,7 +19,7 @@ import torch
 from rlkd.datasets import SequenceDataset, read_manifest
 from rlkd.errors import UserError
 from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
-from rlkd.world_model import WorldModel, WorldModelConfig, model_meta, to_torch
+from rlkd.world_model import WorldModel, WorldModelConfig, model_meta, reconstruction_grid, to_torch
 
 
 @dataclasses.dataclass
@@ -91,9 +91,7 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
             })  # fmt: skip
             progress.update(update, loss=float(total.detach()), ups=ups)
         if cfg.image_log_interval and update % cfg.image_log_interval == 0:
-            truth = batch["image"][:1, :8].float() / 255.0
-            pred = (metrics["recon"][:1, :8] + 0.5).clamp(0, 1)
-            grid = torch.cat([truth, pred], 1)[0].permute(0, 3, 1, 2)  # (16, 3, 64, 64)
+            grid = reconstruction_grid(batch["image"], metrics["recon"])
             run.writer.add_images("world_model/reconstruction", grid, update)
         if update % cfg.checkpoint_interval == 0 or update == cfg.total_steps:
             state = {

@@ -174,7 +174,12 @@ class Run:
     def create(cls, cfg: TrainConfig, agent_label: str) -> Run:
         """Make a new run folder for ``cfg`` and save its ``config.yaml``."""
         path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / run_name(cfg, agent_label)
-        if path.exists() and any(path.iterdir()):
+        # A folder from a start that failed before logging or checkpointing anything (only
+        # config.yaml, empty checkpoints/) may be reused; anything more is a run to keep.
+        leftovers = {"config.yaml", "checkpoints"}
+        if path.exists() and (
+            any(p.name not in leftovers for p in path.iterdir()) or any((path / "checkpoints").glob("*"))
+        ):
             raise UserError(f"run folder {path} already exists and is not empty; use `rlkd resume {path}`")
         path.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, path / "config.yaml")
@@ -234,6 +239,9 @@ class Run:
             "state": dict(state),
         }
         path = self.checkpoint_dir / f"step_{step:012d}.pt"
+        # Temp files of writes a kill interrupted hold nothing usable.
+        for stale in self.checkpoint_dir.glob(".step_*.pt.tmp*"):
+            stale.unlink(missing_ok=True)
         atomic_torch_save(payload, path)
         for old in self.checkpoint_steps()[:-keep]:
             (self.checkpoint_dir / f"step_{old:012d}.pt").unlink(missing_ok=True)

@@ -294,14 +294,15 @@ def test_rdd_trains_on_fresh_samples_of_the_target_distribution() -> None:
     assert first != second  # a new draw each call
     # E||f - (mean + sigma*eps)||^2 / d = b + sigma^2: the loss exceeds the bonus by about sigma^2 = 1.
     assert module.metrics()["loss_minus_bonus"] == pytest.approx(1.0, abs=0.1)
-    metrics = module.metrics()
-    assert metrics["inverse_pseudo_count"] == pytest.approx(metrics["predictor_vs_mean_discrepancy"])
 
 
-def test_rdd_sigma_scales_target_noise() -> None:
-    module = _module("rdd", update_proportion=1.0, rdd_sigma=0.1)
+def test_rdd_sigma_scales_target_noise_and_pseudo_count() -> None:
+    module = _module("rdd", update_proportion=1.0, rdd_sigma=0.5)
     module.loss(torch.randn(2048, 6))
-    assert module.metrics()["loss_minus_bonus"] == pytest.approx(0.01, abs=0.005)
+    metrics = module.metrics()
+    assert metrics["loss_minus_bonus"] == pytest.approx(0.25, abs=0.03)  # sigma^2
+    # Lemma 4.1's statistic z = b / sigma^2: four times the discrepancy at sigma = 0.5.
+    assert metrics["inverse_pseudo_count"] == pytest.approx(4.0 * metrics["predictor_vs_mean_discrepancy"])
 
 
 def test_rnd_bonus_falls_for_trained_states() -> None:

@@ -167,7 +167,11 @@ def test_intrinsic_debug_run_writes_intrinsic_tags(tmp_path, module):
     scalars = read_scalars(run_dir)
     assert set(scalars) >= INTRINSIC_TAGS | PROMISED
     assert all(v > 0 for _, v in scalars["intrinsic/reward_mean"])  # bonuses are squared errors
-    assert all(0.0 <= v <= 1.0 for _, v in scalars["charts/success_rate"])
+    # Sparse AGV reward: an episode's return is 1 exactly when it reached the goal, so the success
+    # rate (from info["is_success"]) equals the mean return (from the rewards) at every log.
+    success, returns = scalars["charts/success_rate"], scalars["charts/episodic_return"]
+    assert [s for s, _ in success] == [s for s, _ in returns]
+    assert [v for _, v in success] == pytest.approx([v for _, v in returns])
     state = Run.open(run_dir).load_checkpoint()["state"]
     # Observation and reward statistics of the module travel in the checkpoint.
     assert state["intrinsic"]["obs_rms.count"] > 64
@@ -196,3 +200,20 @@ def test_user_registered_env_trains_and_reports_success(tmp_path):
     assert max(v for _, v in scalars["charts/success_rate"]) > 0
     # The run folder is named after the id (module prefix included, sanitized).
     assert Run.open(run_dir).config["env_id"] == "tests.user_envs:Corridor-v0"
+
+
+def test_truncation_is_bootstrapped_not_treated_as_termination(tmp_path):
+    # Endless-v0 pays 1 per step and is cut by a 5-step time limit. gamma = 0.5: the bootstrapped value
+    # is 1 / (1 - 0.5) = 2; a learner that took truncation for termination would see returns of at
+    # most 1 + 0.5 + ... + 0.5^4 = 1.94 and, averaged over the 5 positions, values near 1.6.
+    run_dir = train(
+        tmp_path, "endless", "--env", "tests.user_envs:Endless-v0", "--gamma", "0.5", "--gae-lambda", "1.0",
+        "--total-steps", "4096", "--learning-rate", "0.01", "--no-clip-vloss", "--no-anneal-lr",
+    )  # fmt: skip
+    from rlkd.agents.ppo import load_policy
+
+    run = Run.open(run_dir)
+    policy = load_policy(run, run.load_checkpoint(), "cpu")
+    with torch.no_grad():
+        value = policy.agent.values(torch.ones(1, 1))[0].item()
+    assert value == pytest.approx(2.0, abs=0.1)

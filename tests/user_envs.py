@@ -32,3 +32,26 @@ class Corridor(gym.Env):
 # Importing this module registers the env, so `--env tests.user_envs:Corridor-v0` works.
 if "Corridor-v0" not in gym.registry:
     gym.register("Corridor-v0", entry_point=Corridor, max_episode_steps=50)
+
+
+class Endless(gym.Env):
+    """Reward 1 every step from one constant observation; never terminates, only time limits cut it.
+
+    With truncation bootstrapping the value of its observation is ``1 / (1 - gamma)``; treating the
+    time limit as a terminal state instead gives at most ``(1 - gamma**limit) / (1 - gamma)``.
+    """
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(1, np.float32), {}
+
+    def step(self, action):
+        return np.ones(1, np.float32), 1.0, False, False, {}
+
+
+if "Endless-v0" not in gym.registry:
+    gym.register("Endless-v0", entry_point=Endless, max_episode_steps=5)

@@ -1,0 +1,362 @@
+"""DisWM end to end on the AGV pixel env: datasets, pretraining, distillation invariants, CLI, logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from rlkd.agents import dreamer
+from rlkd.envs.agv.core import COLOR_SETS, FLOOR, OBSTACLE, RACK, rgb_to_hue
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlkd.cli import main
+from rlkd.datasets import SequenceDataset, collect, write_episode
+from rlkd.errors import UserError
+from rlkd.run import Run
+
+ENV_ID = "rlkd/AGVWarehouse-SimpleStatic-Pixels-v0"
+BACKEND = ["--env-backend", "gymnasium", "--torch-threads", "1"]  # gymnasium: skip importing envpool
+
+
+def dreamer_cfg(run_dir: Path, **kw: object) -> dreamer.DreamerConfig:
+    cfg = dreamer.DreamerConfig(env_id=ENV_ID, run_dir=str(run_dir), env_backend="gymnasium",
+                                **dreamer.PRESETS["debug"])  # fmt: skip
+    cfg = dataclasses.replace(cfg, **kw)
+    cfg.validate()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "videos"
+    assert main(["collect", "--env", ENV_ID, "--episodes", "6", "--out", str(out), "--seed", "0"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def teacher_run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("pt") / "run"
+    argv = ["pretrain", "--data", str(dataset), "--preset", "debug", "--run-dir", str(run_dir), *BACKEND]
+    assert main(argv) == 0
+    return run_dir
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    out = {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    out.update({tag: [] for tag in acc.Tags()["images"]})
+    return out
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_collect_writes_manifest_and_valid_episodes(dataset: Path) -> None:
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert manifest["env_id"] == ENV_ID and manifest["color_set"] == "default"
+    assert len(manifest["episodes"]) == 6
+    for entry in manifest["episodes"]:
+        with np.load(dataset / entry["file"], allow_pickle=False) as ep:
+            steps = entry["length"]
+            assert ep["image"].dtype == np.uint8 and ep["image"].shape == (steps, 64, 64, 3)
+            assert ep["is_first"][0] and not ep["is_first"][1:].any()
+            # Random AGV episodes end by collision (terminal) long before the 2000-step limit.
+            assert ep["is_terminal"][-1] and not ep["is_terminal"][:-1].any()
+            assert entry["return"] == pytest.approx(float(ep["reward"].sum()))
+    data = SequenceDataset(dataset, 8, 4, seed=0)
+    short = sum(e["length"] < 8 for e in manifest["episodes"])
+    assert data.skipped == short and len(data.episodes) == 6 - short > 0  # short ones skipped, not fatal
+    batch = data.sample()
+    assert batch["image"].shape == (4, 8, 64, 64, 3) and batch["is_first"][:, 0].all()
+
+
+def floor_hue(frame: np.ndarray) -> float:
+    """Hue of the most frequent colour of a (64, 64, 3) frame: the floor in the simple scenes."""
+    colours, counts = np.unique(frame.reshape(-1, 3), axis=0, return_counts=True)
+    return float(rgb_to_hue(colours[counts.argmax()]))
+
+
+def in_set(hue: float, name: str) -> bool:
+    lo, hi = COLOR_SETS[name]
+    return lo - 0.01 <= hue <= hi + 0.01  # uint8 rounding of the rendered colour
+
+
+def test_collect_records_the_requested_colour_set(tmp_path: Path) -> None:
+    out = collect(ENV_ID, 1, tmp_path / "test", seed=3, color_set="test")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["color_set"] == "test"
+    with np.load(out / manifest["episodes"][0]["file"], allow_pickle=False) as ep:
+        hues = [floor_hue(frame) for frame in ep["image"]]
+    assert all(in_set(h, "test") for h in hues), hues
+
+
+def _bad_dataset(tmp_path: Path, **changes: np.ndarray) -> Path:
+    ep = {
+        "image": np.zeros((10, 64, 64, 3), np.uint8), "action": np.zeros((10, 2), np.float32),
+        "reward": np.zeros(10, np.float32), "is_first": np.zeros(10, bool), "is_terminal": np.zeros(10, bool),
+    }  # fmt: skip
+    ep.update(changes)
+    (tmp_path / "episode_0.npz").unlink(missing_ok=True)
+    if "pickle" in changes:
+        ep.pop("pickle")
+        ep["reward"] = np.array([object()] * 10, dtype=object)
+        np.savez(tmp_path / "episode_0.npz", **ep)
+    else:
+        write_episode(tmp_path / "episode_0.npz", ep)
+    (tmp_path / "manifest.json").write_text(json.dumps({"episodes": [{"file": "episode_0.npz"}]}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image": np.zeros((10, 64, 64), np.uint8)}, "'image' must be uint8"),
+        ({"image": np.zeros((10, 64, 64, 3), np.float32)}, "'image' must be uint8"),
+        ({"reward": np.zeros(10, np.float64)}, "'reward' must be float32"),
+        ({"action": np.zeros((9, 2), np.float32)}, "'action' must be float32"),
+        ({"image": np.zeros((3, 64, 64, 3), np.uint8)}, "fewer steps than the sequence length"),
+        ({"pickle": np.zeros(1)}, "pickled object arrays"),
+    ],
+)
+def test_malformed_datasets_are_rejected(tmp_path: Path, change: dict, message: str) -> None:
+    if "image" in change and change["image"].shape[0] == 3:
+        change = {k: v[:3] for k, v in {"image": change["image"], "action": np.zeros((3, 2), np.float32),
+                  "reward": np.zeros(3, np.float32), "is_first": np.zeros(3, bool),
+                  "is_terminal": np.zeros(3, bool)}.items()}  # fmt: skip
+    with pytest.raises(UserError, match=message) as err:
+        SequenceDataset(_bad_dataset(tmp_path, **change), 8, 2)
+    assert "episode_0.npz" in str(err.value)
+
+
+def test_missing_key_is_rejected(tmp_path: Path) -> None:
+    np.savez(tmp_path / "episode_0.npz", image=np.zeros((10, 64, 64, 3), np.uint8))
+    (tmp_path / "manifest.json").write_text(json.dumps({"episodes": ["episode_0.npz"]}))
+    with pytest.raises(UserError, match=r"episode_0.npz lacks key\(s\) action"):
+        SequenceDataset(tmp_path, 8, 2)
+
+
+# ----------------------------------------------------------------------------- eta and switches
+
+
+def test_eta_schedule_anneals_and_official_bug_freezes(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(dreamer.DreamerConfig(), agent="diswm", pretrained="x")
+    assert dreamer.eta_schedule(cfg, 0) == pytest.approx(0.1)
+    assert dreamer.eta_schedule(cfg, 25_000) == pytest.approx(0.055)
+    assert dreamer.eta_schedule(cfg, 50_000) == pytest.approx(0.01)
+    assert dreamer.eta_schedule(cfg, 90_000) == pytest.approx(0.01)
+    cross = dataclasses.replace(cfg, distill_delay_steps=50_000)
+    assert dreamer.eta_schedule(cross, 49_999) == 0.0
+    assert dreamer.eta_schedule(cross, 50_000) == pytest.approx(0.1)
+    assert dreamer.eta_schedule(dataclasses.replace(cfg, agent="dreamer", pretrained=""), 0) == 0.0
+
+
+def test_distill_without_pretrained_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="--pretrained"):
+        dataclasses.replace(dreamer.DreamerConfig(), agent="diswm").validate()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def diswm_run(teacher_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """collect -> pretrain -> train --agent diswm, all through the CLI."""
+    run_dir = tmp_path_factory.mktemp("diswm") / "run"
+    teacher_before = Run.open(teacher_run).load_checkpoint()["state"]["model"]
+    argv = ["train", "--agent", "diswm", "--pretrained", str(teacher_run), "--preset", "debug",
+            "--env", ENV_ID, "--run-dir", str(run_dir), "--color-switch", *BACKEND]  # fmt: skip
+    assert main(argv) == 0
+    return run_dir, teacher_before
+
+
+def test_pretrain_run_is_named_after_the_dataset_env(teacher_run: Path) -> None:
+    run = Run.open(teacher_run)
+    assert run.config["agent"] == "pretrain" and run.config["env_id"] == ENV_ID
+    tags = scalars(teacher_run)
+    assert len(tags["world_model/image"]) >= 2 and "world_model/reconstruction" in tags
+    assert tags["world_model/image"][-1] < tags["world_model/image"][0]  # it learns something
+
+
+def test_diswm_end_to_end_writes_tags(diswm_run: tuple[Path, dict]) -> None:
+    run_dir, _ = diswm_run
+    config = Run.open(run_dir).config
+    assert config["agent"] == "diswm" and config["color_switch"] is True and config["env_id"] == ENV_ID
+    tags = scalars(run_dir)
+    for tag in ("world_model/image", "world_model/reward", "world_model/kl", "world_model/vae_kl",
+                "world_model/distill", "world_model/eta", "losses/actor", "losses/critic",
+                "charts/episodic_return", "charts/episodic_length", "charts/SPS",
+                "world_model/reconstruction", "world_model/imagined"):  # fmt: skip
+        assert tag in tags, tag
+    eta = tags["world_model/eta"]
+    assert eta[0] > eta[-1] == pytest.approx(0.01)  # it really anneals (debug: eta_decay_steps=200)
+    assert tags["charts/color_switch"] == [1.0]
+
+
+def test_teacher_round_trips_frozen_and_outside_optimizer(diswm_run: tuple[Path, dict]) -> None:
+    run_dir, before = diswm_run
+    payload = Run.open(run_dir).load_checkpoint()
+    teacher = payload["state"]["teacher"]
+    for key, value in teacher.items():
+        assert torch.equal(value, before[f"encoder.{key}"]), key  # bit-identical after training
+    # The student moved away from its random init and differs from the teacher.
+    student = {
+        k[len("wm.encoder.") :]: v
+        for k, v in payload["state"]["agent"].items()
+        if k.startswith("wm.encoder.")
+    }
+    assert set(student) == set(teacher)
+    assert not all(torch.equal(student[k], teacher[k]) for k in teacher)
+
+
+class StepRecorder(gym.vector.VectorWrapper):
+    """Records, after every env step, the sim's colour set, palette hues and the frame's floor hue."""
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        self.log: list[tuple[str, np.ndarray, float]] = []
+
+    def step(self, actions: np.ndarray):
+        out = self.env.step(actions)
+        sim = self.env.unwrapped.sim
+        hues = rgb_to_hue(sim.palette[0, [FLOOR, RACK, OBSTACLE]])
+        self.log.append((sim.color_set, hues, floor_hue(out[0][0])))
+        return out
+
+
+def test_color_switch_happens_at_half_of_training_on_the_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[StepRecorder] = []
+    make_vec = dreamer.rlkd_envs.make_vec
+
+    def recording_make_vec(*args: object, **kwargs: object) -> StepRecorder:
+        made.append(StepRecorder(make_vec(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(dreamer.rlkd_envs, "make_vec", recording_make_vec)
+    total = 60
+    cfg = dreamer_cfg(tmp_path / "sw", total_steps=total, prefill=50, image_log_interval=0, color_switch=True)
+    dreamer.train(cfg, Run.create(cfg, "dreamer"), None)
+    log = made[0].log
+    assert len(log) == total
+    # Step k (1-based) is the k-th agent step; the switch happens right after step total/2, so the
+    # observations of steps 1..total/2 are in "train" colours and every later one in "test" colours.
+    for k, (color_set, hues, frame_hue) in enumerate(log, start=1):
+        want = "train" if k <= total // 2 else "test"
+        assert color_set == want, k
+        assert all(in_set(h, want) for h in hues), (k, hues)
+        assert in_set(frame_hue, want), (k, frame_hue)
+    assert scalars(tmp_path / "sw")["charts/color_switch"] == [1.0]
+
+
+def test_mismatches_through_the_cli(teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # A teacher pretrained with z_dim 20 cannot be distilled into a z_dim 7 student.
+    argv = ["train", "--agent", "diswm", "--pretrained", str(teacher_run), "--preset", "debug",
+            "--env", ENV_ID, "--run-dir", str(tmp_path / "z"), "--z-dim", "7", *BACKEND]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 2 and err[-1].startswith("error:") and "z_dim=20" in err[-1] and "--z-dim 20" in err[-1]
+    )
+    # Env frames of the wrong size (32x32) for a 64x64 model.
+    argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", ENV_ID, "--run-dir",
+            str(tmp_path / "px"), "--env-kwargs", "{pixel_size: 32}", *BACKEND]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "(32, 32, 3)" in err and "(64, 64, 3)" in err
+    # A dataset of 32x32 videos cannot pretrain the 64x64 model.
+    collect(ENV_ID, 2, tmp_path / "small", seed=0, pixel_size=32)
+    argv = ["pretrain", "--data", str(tmp_path / "small"), "--preset", "debug", "--run-dir",
+            str(tmp_path / "pt"), *BACKEND]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "32x32" in err and "64x64" in err
+    # A pretrained checkpoint whose image size differs from the run's (a copy of the teacher, edited).
+    shutil.copytree(teacher_run, tmp_path / "teacher32")
+    path = Run.open(tmp_path / "teacher32").checkpoint_path("latest")
+    payload = torch.load(path, weights_only=True)
+    payload["state"]["meta"]["image_size"] = 32
+    torch.save(payload, path)
+    argv = ["train", "--agent", "diswm", "--pretrained", str(tmp_path / "teacher32"), "--preset", "debug",
+            "--env", ENV_ID, "--run-dir", str(tmp_path / "img"), *BACKEND]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "image_size=32" in err and "image_size=64" in err
+
+
+def test_teacher_not_in_optimizer_unless_official_bug(teacher_run: Path, tmp_path: Path) -> None:
+    cfg = dreamer_cfg(tmp_path / "r", agent="diswm", pretrained=str(teacher_run))
+    weights = dreamer.load_pretrained(cfg, 2)
+    teacher = dreamer.make_teacher(cfg, weights)
+    agent = dreamer.Agent(cfg, 2, teacher)
+    ids = {id(p) for p in teacher.parameters()}
+    assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
+    assert ids.isdisjoint(id(p) for p in agent.parameters())
+    opts = dreamer.build_optimizers(agent, cfg)
+    listed = {id(p) for o in opts.values() for g in o.param_groups for p in g["params"]}
+    assert ids.isdisjoint(listed)
+    bug = dreamer.build_optimizers(agent, dataclasses.replace(cfg, official_eta_bug=True))
+    assert ids <= {id(p) for g in bug["model"].param_groups for p in g["params"]}
+    # Distillation is exactly zero when student and teacher share weights, positive otherwise.
+    image = torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    from rlkd.world_model import distill_loss
+
+    mu_t, _, _ = teacher(image, sample=False)
+    mu_s, _, _ = agent.wm.encoder(image, sample=False)
+    assert distill_loss(mu_s, mu_t).item() > 0
+    agent.wm.encoder.load_state_dict(teacher.state_dict())
+    mu_s, _, _ = agent.wm.encoder(image, sample=False)
+    assert distill_loss(mu_s, mu_t).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_official_eta_bug_freezes_eta(teacher_run: Path, tmp_path: Path) -> None:
+    cfg = dreamer_cfg(tmp_path / "bug", agent="diswm", pretrained=str(teacher_run), official_eta_bug=True,
+                      total_steps=150, image_log_interval=0)  # fmt: skip
+    dreamer.train(cfg, Run.create(cfg, "diswm"), None)
+    eta = scalars(tmp_path / "bug")["world_model/eta"]
+    assert len(eta) >= 2 and len(set(eta)) == 1
+    assert eta[0] == pytest.approx(dreamer.eta_schedule(cfg, cfg.prefill))
+
+
+def test_mismatched_teacher_is_a_user_error(teacher_run: Path, tmp_path: Path) -> None:
+    cfg = dreamer_cfg(tmp_path / "r", agent="diswm", pretrained=str(teacher_run), z_dim=7)
+    with pytest.raises(UserError, match="z_dim"):
+        dreamer.load_pretrained(cfg, 2)
+    naive = dreamer_cfg(tmp_path / "r", finetune="naive", pretrained=str(teacher_run), deter=40)
+    with pytest.raises(UserError, match="deter"):
+        dreamer.load_pretrained(naive, 2)
+
+
+def test_naive_finetune_starts_from_pretrained_weights(teacher_run: Path, tmp_path: Path) -> None:
+    cfg = dreamer_cfg(tmp_path / "r", finetune="naive", pretrained=str(teacher_run))
+    assert dreamer.label(cfg) == "naive-ft"
+    weights = dreamer.load_pretrained(cfg, 2)
+    agent = dreamer.Agent(cfg, 2)
+    dreamer.naive_init(agent, weights)
+    assert agent.teacher is None
+    torch.testing.assert_close(agent.wm.encoder.head.weight, weights["encoder.head.weight"])
+    torch.testing.assert_close(
+        agent.wm.rssm.img_in[0].weight[:, : cfg.stoch], weights["rssm.img_in.0.weight"]
+    )
+
+
+def test_dreamer_resume_continues_and_policy_acts(tmp_path: Path) -> None:
+    cfg = dreamer_cfg(tmp_path / "d", total_steps=100, image_log_interval=0, checkpoint_interval=60)
+    run = Run.create(cfg, "dreamer")
+    dreamer.train(cfg, run, None)
+    run = Run.open(tmp_path / "d")
+    assert run.checkpoint_steps() == [60, 100]
+    longer = dataclasses.replace(cfg, total_steps=140)
+    dreamer.train(longer, run, run.load_checkpoint())
+    payload = run.load_checkpoint()
+    assert payload["step"] == 140 and payload["state"]["updates"] > 0
+    policy = dreamer.load_policy(run, payload, "cpu")
+    act = policy.act(np.zeros((3, 64, 64, 3), np.uint8), np.ones(3, bool), deterministic=True)
+    assert act.shape == (3, 2) and act.dtype == np.float32 and np.all(np.abs(act) <= 1)
