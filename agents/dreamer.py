@@ -342,9 +342,9 @@ def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, torch.optim.
         # optimizer. They get no gradients, so Adam leaves them unchanged, but they are listed.
         model_params += list(agent.teacher.parameters())
     return {
-        "model": torch.optim.Adam(model_params, lr=cfg.model_lr, eps=1e-5),
-        "actor": torch.optim.Adam(agent.actor.parameters(), lr=cfg.actor_lr, eps=1e-5),
-        "critic": torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr, eps=1e-5),
+        "model": torch.optim.Adam(model_params, lr=cfg.model_lr, eps=1e-5, fused=True),
+        "actor": torch.optim.Adam(agent.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, fused=True),
+        "critic": torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, fused=True),
     }
 
 

@@ -11,8 +11,9 @@ losses, global gradient clipping. On top of that:
 * **Intrinsic rewards** (Burda et al. 2018, section 2.3): a second value head for the intrinsic
   return, which is *non-episodic* (no episode cut, its own ``gamma_int``); rewards are mixed as
   advantages ``ext_coef * A_ext + int_coef * A_int`` before the policy loss. The bonus is computed
-  on the true next observation (the terminal one at episode ends) after each rollout, scaled by
-  the running std of the discounted intrinsic return, and the predictor trains in the same
+  after each rollout on the observation each step led to (at an episode end, the next episode's
+  first one, where the non-episodic stream continues; as the RND reference code), scaled by the
+  running std of the discounted intrinsic return, and the predictor trains in the same
   minibatches and optimizer as the policy.
 
 Shapes: ``T`` = ``num_steps``, ``N`` = ``num_envs``, ``B = T*N``.
@@ -455,16 +456,15 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
             rewards[t] = reward_t
             terminated[t] = torch.as_tensor(term, dtype=torch.float32, device=device)
             ended[t] = torch.as_tensor(done, dtype=torch.float32, device=device)
-            real_next = (
-                stack_final(info, next_obs)
-                if (done.any() and (intrinsic is not None or trunc.any()))
-                else next_obs
-            )
             if next_obs_buf is not None:
-                next_obs_buf[t] = torch.as_tensor(real_next, device=device)
+                # The bonus is measured on the observation the stream continues from: at an episode
+                # end that is the next episode's first one, as in the RND reference code. Scoring the
+                # terminal observation instead pays the agent for crashing somewhere new.
+                next_obs_buf[t] = torch.as_tensor(next_obs, device=device)
             boot_ext[t] = 0.0
             cut = np.logical_and(trunc, ~term)
             if cut.any():
+                real_next = stack_final(info, next_obs)
                 # Bootstrap the time limit with the value of the observation it cut off.
                 with torch.no_grad():
                     boot = agent.values(prep(real_next[cut], device, update=False))[0]

@@ -62,7 +62,7 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
     seed_everything(cfg.seed)
     data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed, image_size=cfg.image_size)
     model = WorldModel(cfg, action_dim=0).to(cfg.device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5, fused=True)
     update = 0
     if checkpoint is not None:
         st = checkpoint["state"]

@@ -125,8 +125,9 @@ def serve(logdir: Path | str = "runs", port: int = 0) -> None:
         UserError: If the server cannot start or exits on its own.
     """
     proc, url = launch_tensorboard(Path(logdir), port)
-    print(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)", flush=True)
     try:
+        # Printed inside the try: a Ctrl-C right after the URL appears must still stop the server.
+        print(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)", flush=True)
         code = proc.wait()
     except KeyboardInterrupt:
         print("stopping TensorBoard", file=sys.stderr)

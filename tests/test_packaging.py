@@ -1,0 +1,21 @@
+"""The distribution ships every subpackage under its rlkd name (DESIGN.md layout)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_under_the_rlkd_namespace():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for name, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([name, *rel.parts]))
+    # Sub-packages of mapped folders (e.g. rlkd.envs.agv) must be listed, or a wheel drops them.
+    assert found <= listed, f"not shipped: {sorted(found - listed)}"
+    assert not any(name.split(".")[0] in ("envs", "agents") for name in listed)
