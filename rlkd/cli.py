@@ -62,13 +62,14 @@ def _resolve_train(argv: Sequence[str]) -> tuple[Any, Any]:
 
 
 def cmd_train(argv: Sequence[str]) -> None:
-    from rlkd.run import Run
+    from rlkd.run import Run, keep_freed_memory
 
     module, cfg = _resolve_train(argv)
     if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
         cfg = module.finalize(cfg)
     run = Run.create(cfg, module.label(cfg))
     print(f"run folder: {run.path}", file=sys.stderr)
+    keep_freed_memory()
     module.train(cfg, run, None)
     print(f"done: {run.path} (TensorBoard: rlkd tb {run.path})", file=sys.stderr)
 
@@ -78,7 +79,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
 
     from rlkd.agents import agent_module
     from rlkd.config import from_dict, save_yaml, to_dict
-    from rlkd.run import Run
+    from rlkd.run import Run, keep_freed_memory
 
     run = Run.open(args.run_dir)
     module = agent_module(str(run.config.get("agent", "ppo")))
@@ -98,6 +99,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
     # later is superseded by the resumed run (TensorBoard hides purged points).
     run = Run(run.path, to_dict(cfg), purge_step=int(checkpoint["step"]) + 1)
     print(f"resuming {run.path} from step {checkpoint['step']}", file=sys.stderr)
+    keep_freed_memory()
     module.train(cfg, run, checkpoint)
 
 

@@ -233,12 +233,12 @@ class IntrinsicModule(nn.Module, ABC):
     def loss(self, next_obs: Tensor | np.ndarray) -> dict[str, Tensor]:
         """Predictor loss ``{"predictor": scalar}`` on a random ``update_proportion`` of the raw
         observations ``(B, *obs_shape)``; gradients reach only the predictor."""
-        x = self.normalize_obs(next_obs)
+        obs = self._as_tensor(next_obs)
         # RND reference: each sample enters the loss with probability update_proportion (a Bernoulli
-        # mask, not a fixed-size subset). Only the kept rows go through the networks: the same loss
-        # as masking the full batch, at a quarter of the compute.
-        keep = torch.rand(x.shape[0], device=x.device) < self.update_proportion
-        per_sample, metrics = self._distill(x[keep])
+        # mask, not a fixed-size subset). Only the kept rows are normalized and go through the
+        # networks: the same loss as masking the full batch, at a quarter of the compute.
+        keep = torch.rand(obs.shape[0], device=obs.device) < self.update_proportion
+        per_sample, metrics = self._distill(self.normalize_obs(obs[keep]))
         self._last_metrics = {"update_fraction": float(keep.float().mean()), **metrics}
         # An empty draw still returns a (zero) loss attached to the predictor's graph.
         return {"predictor": per_sample.mean() if per_sample.numel() else per_sample.sum()}
