@@ -70,7 +70,12 @@ def cmd_train(argv: Sequence[str]) -> None:
     run = Run.create(cfg, module.label(cfg))
     print(f"run folder: {run.path}", file=sys.stderr)
     keep_freed_memory()
-    module.train(cfg, run, None)
+    try:
+        module.train(cfg, run, None)
+    except BaseException:
+        # A start that failed before writing anything (bad env id, wrong spaces) leaves no folder.
+        run.discard_if_never_started()
+        raise
     print(f"done: {run.path} (TensorBoard: rlkd tb {run.path})", file=sys.stderr)
 
 

@@ -17,6 +17,7 @@ import ctypes
 import os
 import random
 import re
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -195,14 +196,23 @@ class Run:
         path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / run_name(cfg, agent_label)
         # A folder from a start that failed before logging or checkpointing anything (only
         # config.yaml, empty checkpoints/) may be reused; anything more is a run to keep.
-        leftovers = {"config.yaml", "checkpoints"}
-        if path.exists() and (
-            any(p.name not in leftovers for p in path.iterdir()) or any((path / "checkpoints").glob("*"))
-        ):
+        if path.exists() and not cls._never_started(path):
             raise UserError(f"run folder {path} already exists and is not empty; use `rlkd resume {path}`")
         path.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, path / "config.yaml")
         return cls(path, to_dict(cfg))
+
+    @staticmethod
+    def _never_started(path: Path) -> bool:
+        """Whether ``path`` holds nothing but what :meth:`create` writes (config, empty checkpoints/)."""
+        extra = any(p.name not in ("config.yaml", "checkpoints") for p in path.iterdir())
+        return not extra and not any((path / "checkpoints").glob("*"))
+
+    def discard_if_never_started(self) -> None:
+        """Remove the folder of a run that failed before it logged or saved anything."""
+        self.close()
+        if self.path.exists() and self._never_started(self.path):
+            shutil.rmtree(self.path)
 
     @classmethod
     def open(cls, path: str | Path) -> Run:

@@ -38,10 +38,14 @@ def error_line(capsys, argv: list[str]) -> str:
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_bad_input_one_line_errors(capsys, argv, expected):
+def test_bad_input_one_line_errors(capsys, tmp_path, argv, expected):
     import re
 
+    if argv[0] == "train":
+        argv = [*argv, "--runs-root", str(tmp_path)]
     assert re.search(expected, error_line(capsys, argv))
+    # A start that failed leaves no run folder behind.
+    assert not any(tmp_path.iterdir())
 
 
 def test_bad_yaml_and_unknown_yaml_field(capsys, tmp_path):
