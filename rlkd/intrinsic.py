@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -184,10 +185,10 @@ class IntrinsicModule(nn.Module, ABC):
         obs_space: gymnasium.Space,
         num_envs: int,
         *,
-        gamma_int: float,
-        update_proportion: float,
-        output_dim: int | None,
-        hidden: int,
+        gamma_int: float = 0.99,
+        update_proportion: float = 0.25,
+        output_dim: int | None = None,
+        hidden: int = 256,
         frame_channels: int | None = None,
     ) -> None:
         super().__init__()
@@ -315,27 +316,6 @@ class RND(IntrinsicModule):
 
     default_vector_dim = 128
 
-    def __init__(
-        self,
-        obs_space: gymnasium.Space,
-        num_envs: int,
-        *,
-        gamma_int: float = 0.99,
-        update_proportion: float = 0.25,
-        output_dim: int | None = None,
-        hidden: int = 256,
-        frame_channels: int | None = None,
-    ) -> None:
-        super().__init__(
-            obs_space,
-            num_envs,
-            gamma_int=gamma_int,
-            update_proportion=update_proportion,
-            output_dim=output_dim,
-            hidden=hidden,
-            frame_channels=frame_channels,
-        )
-
     def _errors(self, x: Tensor) -> Tensor:
         """Per-sample mean squared prediction error ``(B,)`` for normalized inputs ``x``."""
         with torch.no_grad():
@@ -407,26 +387,14 @@ class RDD(IntrinsicModule):
         obs_space: gymnasium.Space,
         num_envs: int,
         *,
-        gamma_int: float = 0.99,
-        update_proportion: float = 0.25,
-        output_dim: int | None = None,
         sigma: float = 1.0,
         target_mean: float = 1.0,
-        hidden: int = 256,
-        frame_channels: int | None = None,
+        **kwargs: Any,
     ) -> None:
         if sigma <= 0.0:
             raise ValueError(f"rdd sigma must be positive, got {sigma}")
         # ``target`` is the mean network mu; same architectures as RND (the paper builds on RND's code).
-        super().__init__(
-            obs_space,
-            num_envs,
-            gamma_int=gamma_int,
-            update_proportion=update_proportion,
-            output_dim=output_dim,
-            hidden=hidden,
-            frame_channels=frame_channels,
-        )
+        super().__init__(obs_space, num_envs, **kwargs)
         self.sigma = float(sigma)
         self.target_mean = float(target_mean)
 

@@ -9,8 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .core import validate_actions
-from .maps import WarehouseMap
-from .vector import make_sim, observation_space
+from .vector import AGVWarehouseVectorEnv
 
 
 class AGVWarehouseEnv(gym.Env):
@@ -24,40 +23,13 @@ class AGVWarehouseEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(
-        self,
-        scenario: str = "simple-static",
-        *,
-        custom_map: WarehouseMap | None = None,
-        obs_mode: str = "vector",
-        n_beams: int = 16,
-        reward_mode: str = "sparse",
-        distractors: bool = False,
-        color_set: str = "train",
-        max_episode_steps: int | None = None,
-        render_mode: str | None = None,
-        render_size: int = 256,
-        **sim_kwargs: Any,
-    ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.sim, self.scene = make_sim(
-            1,
-            scenario,
-            custom_map,
-            dict(
-                obs_mode=obs_mode,
-                n_beams=n_beams,
-                reward_mode=reward_mode,
-                distractors=distractors,
-                color_set=color_set,
-                max_episode_steps=max_episode_steps,
-                **sim_kwargs,
-            ),
-        )
-        self.render_mode = render_mode
-        self.render_size = int(render_size)
-        self.observation_space = observation_space(self.sim)
+    def __init__(self, scenario: str = "simple-static", **kwargs: Any) -> None:
+        # The vector env with one env builds and validates everything (same arguments, same sim).
+        vector = AGVWarehouseVectorEnv(1, scenario, **kwargs)
+        self.sim, self.scene = vector.sim, vector.scene
+        self.render_mode = vector.render_mode
+        self.render_size = vector.render_size
+        self.observation_space = vector.single_observation_space
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.sim.dt)}
         self._zero = np.zeros(1, dtype=np.int64)
