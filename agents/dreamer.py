@@ -13,7 +13,7 @@ Agents served by this module (``--agent``):
 * ``--finetune naive`` - naive fine-tuning baseline: the student starts from the pretrained
   encoder, RSSM and decoder, with no distillation.
 
-``DISWM_PRESETS`` equals ``PRESETS``; ``agent="diswm"`` alone flips ``finetune: auto`` to distill.
+``agent="diswm"`` alone flips ``finetune: auto`` to distill.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
 from rlkd import envs as rlkd_envs
 from rlkd.errors import UserError
-from rlkd.run import Progress, Run, load_checkpoint_file, rng_state, seed_everything, set_rng_state
+from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
 from rlkd.world_model import (
     RSSM,
     BetaVAEEncoder,
@@ -102,8 +103,9 @@ class DreamerConfig(WorldModelConfig):
     """Minimum standard deviation of the truncated-normal actor."""
     slow_target_update: int = 100
     """Copy the critic into the slow target critic every this many updates."""
-    pred_continue: bool = False
-    """Learn a continue head and use it as discount in imagination (off for DMC, as DreamerV2)."""
+    pred_continue: str = "auto"
+    """Learn a continue head used as imagination discount: auto (on unless DMC, whose episodes never
+    terminate, as DreamerV2), on or off."""
     loss_scales: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"image": 1.0, "reward": 1.0, "kl": 1.0, "continue": 1.0, "distill": 1.0,
                                  "actor": 1.0, "critic": 1.0}
@@ -113,6 +115,13 @@ class DreamerConfig(WorldModelConfig):
     """Log reconstructions and imagined rollouts every this many agent steps (0: never)."""
     checkpoint_replay: bool = True
     """Save the replay buffer in checkpoints so a resume continues exactly (large at paper sizes)."""
+
+    @property
+    def uses_continue(self) -> bool:
+        """Resolved ``pred_continue``: AGV episodes end on collisions and goals, DMC ones never do."""
+        if self.pred_continue == "auto":
+            return not self.env_id.startswith("rlkd/DMC-")
+        return self.pred_continue == "on"
 
     @property
     def mode(self) -> str:
@@ -125,6 +134,8 @@ class DreamerConfig(WorldModelConfig):
         super().validate()
         if self.agent not in ("dreamer", "diswm"):
             raise UserError(f"agent must be dreamer or diswm for this module, got {self.agent!r}")
+        if self.pred_continue not in ("auto", "on", "off"):
+            raise UserError(f"--pred-continue must be auto, on or off, got {self.pred_continue!r}")
         if self.finetune not in ("auto", "distill", "naive", "none"):
             raise UserError(f"--finetune must be auto, distill, naive or none, got {self.finetune!r}")
         if self.mode in ("distill", "naive") and not self.pretrained:
@@ -159,7 +170,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "beta": 0.015, "action_repeat": 2, "train_every": 5, "prefill": 2_500, "num_envs": 1,
     },
 }  # fmt: skip
-DISWM_PRESETS = PRESETS
 """Same presets for ``--agent diswm``; the mode comes from ``agent`` through ``finetune: auto``."""
 
 
@@ -265,6 +275,10 @@ class Replay:
         self.ptr[i] = (p + 1) % self.cap
         self.filled[i] = min(self.filled[i] + 1, self.cap)
 
+    def has_window(self, length: int) -> bool:
+        """Whether some env holds at least ``length`` consecutive entries to sample from."""
+        return bool((self.filled >= length).any())
+
     def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
         """(B, T) batch of numpy arrays; ``is_first`` is True at every window's first step."""
         starts_per_env = np.maximum(self.filled - length + 1, 0)
@@ -312,7 +326,7 @@ class Agent(nn.Module):
     def __init__(self, cfg: DreamerConfig, action_dim: int, teacher: BetaVAEEncoder | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.wm = WorldModel(cfg, action_dim, pred_continue=cfg.pred_continue)
+        self.wm = WorldModel(cfg, action_dim, pred_continue=cfg.uses_continue)
         feat = cfg.deter + cfg.stoch
         self.actor = Actor(feat, action_dim, cfg.units, cfg.actor_min_std)
         self.critic = mlp(feat, cfg.units, 3, 1)
@@ -448,6 +462,16 @@ def update(
     return out, metrics
 
 
+def check_color_switch(envs: Any) -> None:
+    """Fail before training, not at half of it, when the env has no colour set to switch."""
+    target = envs.unwrapped
+    subs = getattr(target, "envs", [])
+    if not hasattr(target, "set_color_set") and not (subs and hasattr(subs[0].unwrapped, "set_color_set")):
+        raise UserError(
+            "this environment has no colour distractor to switch (set_color_set); drop --color-switch"
+        )
+
+
 def set_color_set(envs: Any, name: str) -> None:
     """Switch the distractor colour set of every sub-environment (AGV: native; DMC: per env)."""
     target = envs.unwrapped
@@ -539,6 +563,8 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     # the eta formula always sees the step at which the model was built (after prefill): eta is
     # frozen at its initial value. `official_eta_bug` reproduces that.
     frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
+    if cfg.color_switch and not switched:
+        check_color_switch(envs)
     if switched:
         set_color_set(envs, cfg.color_switch_to)
 
@@ -572,10 +598,10 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             action = act_t.cpu().numpy().astype(np.float32)
         next_obs, reward, term, trunc, info = envs.step(action)
         done = np.logical_or(term, trunc)
+        real_next = final_observations(info, next_obs) if done.any() else next_obs
         for i in range(cfg.num_envs):
             if done[i]:
-                final = info["final_obs"][i] if info.get("_final_obs", np.zeros(1, bool))[i] else next_obs[i]
-                replay.add(i, final, action[i], float(reward[i]), False, bool(term[i]))
+                replay.add(i, real_next[i], action[i], float(reward[i]), False, bool(term[i]))
                 replay.add(i, next_obs[i], zero_act, 0.0, True, False)
             else:
                 replay.add(i, next_obs[i], action[i], float(reward[i]), False, False)
@@ -603,6 +629,10 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             while train_credit >= cfg.train_every:
                 train_credit -= cfg.train_every
                 n_updates += cfg.train_steps
+            if not replay.has_window(cfg.batch_length):
+                # After a resume without the saved replay (or with many envs sharing the prefill),
+                # wait until some env has a whole batch_length window instead of failing.
+                n_updates = 0
             for _ in range(n_updates):
                 batch = to_torch(replay.sample(cfg.batch_size, cfg.batch_length), device)
                 losses, metrics = update(agent, opts, batch, eta)
@@ -699,6 +729,6 @@ def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
 
 
 __all__ = [
-    "CONFIG", "DISWM_PRESETS", "PRESETS", "Agent", "DreamerConfig", "Policy", "eta_schedule", "label",
-    "lambda_return", "load_checkpoint_file", "load_policy", "train", "update",
+    "CONFIG", "PRESETS", "Agent", "DreamerConfig", "Policy", "eta_schedule", "label",
+    "lambda_return", "load_policy", "train", "update",
 ]  # fmt: skip

@@ -24,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from rlkd.envs import make_vec
+from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
@@ -318,16 +318,6 @@ class ObsPreprocessor(nn.Module):
         return self.rms.normalize(x, clip=10.0).float()
 
 
-def stack_final(info: Mapping[str, Any], obs: np.ndarray) -> np.ndarray:
-    """The true next observations: ``obs`` with ``info["final_obs"]`` put in where episodes ended."""
-    mask = info.get("_final_obs")
-    if mask is None or not mask.any():
-        return obs
-    real = obs.copy()
-    real[mask] = np.stack(list(info["final_obs"][mask]))
-    return real
-
-
 def to_env_action(action: Tensor, action_space: gym.Space) -> np.ndarray:
     """Tensor actions to what the env takes (Gaussian samples clipped to the Box bounds)."""
     a = action.cpu().numpy()
@@ -464,7 +454,7 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
             boot_ext[t] = 0.0
             cut = np.logical_and(trunc, ~term)
             if cut.any():
-                real_next = stack_final(info, next_obs)
+                real_next = final_observations(info, next_obs)
                 # Bootstrap the time limit with the value of the observation it cut off.
                 with torch.no_grad():
                     boot = agent.values(prep(real_next[cut], device, update=False))[0]

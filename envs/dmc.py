@@ -5,8 +5,10 @@ uint8 renders, actions Box(-1, 1) (dm-control's bounds are rescaled), rewards su
 ``action_repeat`` physics-control steps, episodes truncated at 1000 control steps.
 
 The colour distractor (Stone et al. 2021, used by DisWM's DMC experiments) random-walks the RGB
-of every geom, the skybox and the floor after each step; ``color_set`` "train" and "test" draw
-starting colours from disjoint halves of RGB space so a switch is a real distribution shift.
+of every geom and material (the floor's grid among them) after each step; ``color_set`` "train"
+and "test" draw starting colours from disjoint halves of RGB space. The skybox is a texture that
+no material references, so the background is not recoloured: the shift is weaker than the
+Distracting Control Suite's, whose background changes too.
 
 Rendering needs OpenGL: ``MUJOCO_GL`` is set (only if unset) to ``egl`` when an EGL library is
 present (Debian: ``libegl1 libegl-mesa0 libgl1-mesa-dri``; works headless on CPU via Mesa) and to
@@ -117,7 +119,7 @@ class DMCPixelEnv(gym.Env):
         model = self._env.physics.model
         ng = model.ngeom
         model.geom_rgba[:, :3] = self._colors[:ng]
-        # Skybox and floor are materials in dm-control's shared assets (skybox, grid, self...).
+        # Materials of dm-control's shared assets (grid floor, self, ...); the skybox texture is not one.
         model.mat_rgba[:, :3] = self._colors[ng:]
 
     def _walk_colors(self) -> None:

@@ -23,6 +23,16 @@ def success_flags(info: dict[str, Any]) -> np.ndarray | None:
     return flags & np.asarray(mask, dtype=bool) if mask is not None else flags
 
 
+def final_observations(info: dict[str, Any], obs: np.ndarray) -> np.ndarray:
+    """The true next observations: ``obs`` with ``info["final_obs"]`` put in where episodes ended."""
+    mask = info.get("_final_obs")
+    if mask is None or not mask.any():
+        return obs
+    real = obs.copy()
+    real[mask] = np.stack(list(info["final_obs"][mask]))
+    return real
+
+
 class EpisodeStatistics(VectorWrapper):
     """Add ``info["episode"] = {"r": return, "l": length}`` (mask ``info["_episode"]``) on episode ends,
     plus ``"success"`` when the env reports ``is_success``.

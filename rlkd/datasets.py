@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rlkd.envs.wrappers import final_observations
 from rlkd.errors import UserError
 
 KEYS = ("image", "action", "reward", "is_first", "is_terminal")
@@ -230,10 +231,10 @@ class EpisodeRecorder:
     ) -> list[dict[str, np.ndarray]]:
         """Record one vector step; return the episodes that finished (and start the new ones)."""
         done_eps = []
+        real_next = final_observations(info, obs)
         for i in range(len(self.bufs)):
             if term[i] or trunc[i]:
-                final = info["final_obs"][i] if "final_obs" in info and info["_final_obs"][i] else obs[i]
-                self._add(i, final, act[i], float(rew[i]), False, bool(term[i]))
+                self._add(i, real_next[i], act[i], float(rew[i]), False, bool(term[i]))
                 b = self.bufs[i]
                 done_eps.append(
                     {

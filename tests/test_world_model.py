@@ -70,19 +70,37 @@ def test_free_nats_clip_the_mean_kl() -> None:
     assert loss.item() == pytest.approx(value.mean().item())  # 4 * 0.5 * 9 = 18 > free
 
 
+def test_kl_balance_splits_gradients_between_prior_and_posterior() -> None:
+    # Above the free nats, balance 0.8 sends 0.8 of the KL gradient to the prior and 0.2 to the
+    # posterior (each side sees the other stopped). For KL(N(q,1) || N(p,1)) = 0.5 (q - p)^2 summed
+    # over 4 dims, mean over (2, 3): d/dp = -(q - p) / 6 per element.
+    post_mean = torch.full((2, 3, 4), 3.0, requires_grad=True)
+    prior_mean = torch.zeros(2, 3, 4, requires_grad=True)
+    post = {"mean": post_mean, "std": torch.ones(2, 3, 4)}
+    prior = {"mean": prior_mean, "std": torch.ones(2, 3, 4)}
+    loss, _ = rssm_kl_loss(post, prior, balance=0.8, free=1.0)
+    loss.backward()
+    torch.testing.assert_close(prior_mean.grad, torch.full((2, 3, 4), -0.8 * 3.0 / 6))
+    torch.testing.assert_close(post_mean.grad, torch.full((2, 3, 4), 0.2 * 3.0 / 6))
+
+
 def test_action_free_rssm_ignores_actions() -> None:
-    torch.manual_seed(3)
-    rssm = RSSM(embed=6, action_dim=0, deter=8, stoch=4, hidden=8, min_std=0.1)
-    embed = torch.randn(2, 5, 6)
+    # The pretraining world model (action_dim 0) given the same frames with zero and with large
+    # actions: identical posteriors, priors and losses.
+    wm = WorldModel(tiny_cfg(), action_dim=0)
+    images = torch.randint(0, 255, (2, 5, 64, 64, 3), dtype=torch.uint8)
     first = torch.zeros(2, 5, dtype=torch.bool)
     first[:, 0] = True
     outs = []
     for actions in (torch.zeros(2, 5, 3), torch.randn(2, 5, 3) * 10):
+        batch = {"image": images, "action": actions, "reward": torch.zeros(2, 5), "is_first": first,
+                 "is_terminal": torch.zeros(2, 5, dtype=torch.bool)}  # fmt: skip
         torch.manual_seed(4)
-        post, prior = rssm.observe(embed, actions if rssm.action_dim else None, first)
-        outs.append((post["deter"], prior["mean"]))
-    torch.testing.assert_close(outs[0][0], outs[1][0])
-    torch.testing.assert_close(outs[0][1], outs[1][1])
+        losses, post, _ = wm.loss(batch)
+        outs.append((post["deter"], post["stoch"], losses["kl"]))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b)
+    embed = torch.randn(2, 5, 6)
     # And the action-conditioned RSSM *does* depend on them (so the check above is meaningful).
     rssm_a = RSSM(embed=6, action_dim=3, deter=8, stoch=4, hidden=8, min_std=0.1)
     torch.manual_seed(4)
@@ -137,3 +155,21 @@ def test_check_compatible_names_the_field() -> None:
 def test_image_size_other_than_64_is_rejected() -> None:
     with pytest.raises(UserError, match="image-size"):
         tiny_cfg(image_size=84).validate()
+
+
+def test_lambda_return_matches_hand_computation() -> None:
+    from rlkd.agents.dreamer import lambda_return
+
+    # H = 2, one env: r = [1, 2], v = [10, 20], discount 0.5, bootstrap v_2 = 40.
+    r, v, d, boot = (
+        torch.tensor([[1.0], [2.0]]),
+        torch.tensor([[10.0], [20.0]]),
+        torch.full((2, 1), 0.5),
+        torch.tensor([40.0]),
+    )
+    # lam = 0, one-step TD: R_1 = 2 + 0.5*40 = 22, R_0 = 1 + 0.5*20 = 11.
+    torch.testing.assert_close(lambda_return(r, v, d, boot, 0.0), torch.tensor([[11.0], [22.0]]))
+    # lam = 1, Monte Carlo + bootstrap: R_1 = 22, R_0 = 1 + 0.5*22 = 12.
+    torch.testing.assert_close(lambda_return(r, v, d, boot, 1.0), torch.tensor([[12.0], [22.0]]))
+    # lam = 0.5: R_0 = 1 + 0.5 * (0.5*20 + 0.5*22) = 11.5.
+    torch.testing.assert_close(lambda_return(r, v, d, boot, 0.5), torch.tensor([[11.5], [22.0]]))
