@@ -587,14 +587,15 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     metrics: dict[str, Tensor] = {}
     prefill_done = step >= cfg.prefill
     while step < cfg.total_steps:
-        # ---- act
+        # ---- act (the latent follows the observations during prefill too, so the first policy
+        # step after it starts from a filtered state, not from zeros mid-episode)
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, device=device)
+            first_t = torch.as_tensor(first, device=device)
+            latent, act_t = agent.policy_step(latent, prev_action, obs_t, first_t, deterministic=False)
         if step < cfg.prefill:
             action = envs.action_space.sample().astype(np.float32)
         else:
-            with torch.no_grad():
-                obs_t = torch.as_tensor(obs, device=device)
-                first_t = torch.as_tensor(first, device=device)
-                latent, act_t = agent.policy_step(latent, prev_action, obs_t, first_t, deterministic=False)
             action = act_t.cpu().numpy().astype(np.float32)
         next_obs, reward, term, trunc, info = envs.step(action)
         done = np.logical_or(term, trunc)
