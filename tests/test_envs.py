@@ -154,3 +154,16 @@ def test_module_colon_ids_and_yaml_specs(tmp_path):
     bad.write_text("id: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         register_spec_file(bad)
+
+
+def test_final_observations_replace_only_ended_envs():
+    from rlkd.envs.wrappers import final_observations
+
+    obs = np.zeros((3, 2), dtype=np.float32)
+    info = {
+        "final_obs": np.array([None, np.ones(2, np.float32), None], dtype=object),
+        "_final_obs": np.array([False, True, False]),
+    }
+    out = final_observations(info, obs)
+    np.testing.assert_array_equal(out, [[0, 0], [1, 1], [0, 0]])
+    assert obs.sum() == 0  # the input is not modified

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -137,19 +136,6 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path):
     run.load_checkpoint()  # the newest file is complete despite the kill
     assert main(["resume", str(run_dir), "--total-steps", str(last + 256)]) == 0
     assert Run.open(run_dir).checkpoint_steps()[-1] == last + 256
-
-
-def test_final_observations_replace_only_ended_envs():
-    from rlkd.envs.wrappers import final_observations
-
-    obs = np.zeros((3, 2), dtype=np.float32)
-    info = {
-        "final_obs": np.array([None, np.ones(2, np.float32), None], dtype=object),
-        "_final_obs": np.array([False, True, False]),
-    }
-    out = final_observations(info, obs)
-    np.testing.assert_array_equal(out, [[0, 0], [1, 1], [0, 0]])
-    assert obs.sum() == 0  # the input is not modified
 
 
 INTRINSIC_TAGS = {
