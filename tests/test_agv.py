@@ -60,6 +60,7 @@ def test_make_and_make_vec_limits() -> None:
     assert venv.observation_space.shape == (3, 25)
     assert venv.action_space.shape == (3, 2)
     limits = {
+        "Bay": 100,
         "SimpleStatic": 2000,
         "SimpleDynamic": 2000,
         "ComplexStatic": 3000,
@@ -334,6 +335,31 @@ def _waypoint_policy(pose: np.ndarray, target: np.ndarray) -> np.ndarray:
     turn = np.clip(err / (W_MAX * DT), -1, 1)
     speed = np.where(np.abs(err) < 0.3, 1.0, -1.0)  # turn on the spot, then drive
     return np.stack([speed, turn], axis=1)
+
+
+def test_bay_goal_is_a_short_drive_that_random_actions_rarely_make() -> None:
+    n = 256
+    env = AGVWarehouseVectorEnv(n, "bay")
+    env.reset(seed=3)
+    d = np.hypot(*(env.sim.goal - env.poses()[:, :2]).T)
+    assert d.min() >= 2.5 and d.max() <= 6.0 * np.sqrt(2)
+    outcome = {}
+    for name in ("directed", "random"):
+        env.reset(seed=3)
+        done, success = np.zeros(n, bool), np.zeros(n, bool)
+        rng = np.random.default_rng(0)
+        for _ in range(env.max_episode_steps):
+            if name == "directed":
+                act = _waypoint_policy(env.poses(), env.sim.goal)
+            else:
+                act = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+            _, _, term, trunc, info = env.step(act)
+            success |= ~done & info["is_success"]
+            done |= term | trunc
+        outcome[name] = success.mean()
+    # Walls are the only obstacles: turning on the spot and driving straight always arrives.
+    assert outcome["directed"] == 1.0
+    assert outcome["random"] < 0.15
 
 
 def test_complex_static_reachable_by_directed_policy_not_by_random() -> None:

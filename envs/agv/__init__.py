@@ -31,6 +31,7 @@ __all__ = [
 _ENTRY = "rlkd.envs.agv.single:AGVWarehouseEnv"
 _VECTOR_ENTRY = "rlkd.envs.agv.vector:AGVWarehouseVectorEnv"
 _CAMEL = {
+    "bay": "Bay",
     "simple-static": "SimpleStatic",
     "simple-dynamic": "SimpleDynamic",
     "complex-static": "ComplexStatic",

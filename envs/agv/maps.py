@@ -274,7 +274,24 @@ def _complex(dynamic: bool) -> WarehouseMap:
     )
 
 
+def _bay() -> WarehouseMap:
+    # 6 m x 6 m open loading bay, no racks: start and goal anywhere, >= 2.5 m apart, a straight
+    # drive of 10-30 steps. Small enough for pixel agents to learn on a CPU budget (the DisWM
+    # transfer benchmark's target); the 64 x 64 view shows ~10 px per metre, twice the warehouses'.
+    whole = ((0.0, 0.0, 6.0, 6.0),)
+    return WarehouseMap(
+        width=6.0,
+        height=6.0,
+        start_regions=whole,
+        goal_regions=whole,
+        min_start_goal_distance=2.5,
+        max_episode_steps=100,
+        name="bay",
+    )
+
+
 SCENARIOS: dict[str, WarehouseMap] = {
+    "bay": _bay(),
     "simple-static": _simple(False),
     "simple-dynamic": _simple(True),
     "complex-static": _complex(False),
@@ -286,7 +303,7 @@ def get_scenario(name: str) -> WarehouseMap:
     """Return a built-in scenario by name.
 
     Args:
-        name: One of ``simple-static``, ``simple-dynamic``, ``complex-static``, ``complex-dynamic``.
+        name: One of ``bay``, ``simple-static``, ``simple-dynamic``, ``complex-static``, ``complex-dynamic``.
 
     Returns:
         The scenario's map.
