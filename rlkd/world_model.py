@@ -176,6 +176,9 @@ class BetaVAEEncoder(nn.Module):
             nn.Conv2d(2 * d, 8 * d, 4, 1), nn.ELU(),  # 1x1
             nn.Flatten(),
         )  # fmt: skip
+        # oneDNN's convolutions run ~1.7x faster channels-last at depth 8 on CPU and break even
+        # at the paper's depth 32 (bench/bench_diswm.py); preprocess() already yields NHWC memory.
+        self.convs.to(memory_format=torch.channels_last)
         self.head = nn.Linear(8 * d, 2 * z_dim)
 
     def forward(self, image: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
@@ -201,11 +204,15 @@ class BetaVAEDecoder(nn.Module):
             nn.ConvTranspose2d(d, d, 4, 2, 1), nn.ELU(),  # 32x32
             nn.ConvTranspose2d(d, 3, 4, 2, 1),  # 64x64
         )  # fmt: skip
+        # Channels-last transposed convolutions: 1.6-1.8x faster forward + backward on CPU at
+        # both depth 8 and 32, and the NHWC output is already the (..., 64, 64, 3) frame layout.
+        self.deconvs.to(memory_format=torch.channels_last)
         self.depth = d
 
     def forward(self, feat: Tensor) -> Tensor:
         lead = feat.shape[:-1]
         h = self.fc(self.to_z(feat)).reshape(-1, 8 * self.depth, 1, 1)
+        h = h.contiguous(memory_format=torch.channels_last)
         return self.deconvs(h).reshape(*lead, 3, 64, 64).movedim(-3, -1)
 
 
