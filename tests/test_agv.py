@@ -262,6 +262,11 @@ def test_dense_reward_is_progress() -> None:
     after = np.hypot(*(env.goal - env.pose[:2]))
     assert r == pytest.approx((before - after) / math.hypot(10, 10), abs=1e-6)
     assert r > 0
+    heavy = AGVWarehouseEnv(
+        custom_map=straight_map(goal=(5.0, 2.0)), reward_mode="dense", progress_weight=10.0
+    )
+    heavy.reset(seed=0)
+    assert heavy.step(np.array([1.0, 0.0]))[1] == pytest.approx(10 * r, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- autoreset / seeding

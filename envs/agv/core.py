@@ -143,6 +143,7 @@ class AGVSim:
         lidar_range: Lidar maximum range in metres.
         max_episode_steps: Truncation limit; ``None`` uses the scene's.
         pixel_size: Side of pixel observations.
+        progress_weight: Dense mode only: reward per floor diagonal of progress towards the goal.
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class AGVSim:
         lidar_range: float = 8.0,
         max_episode_steps: int | None = None,
         pixel_size: int = 64,
+        progress_weight: float = 1.0,
     ) -> None:
         if not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -170,7 +172,9 @@ class AGVSim:
             raise ValueError(f"obs_mode must be 'vector' or 'pixels', got {obs_mode!r}")
         if reward_mode not in ("sparse", "dense"):
             raise ValueError(f"reward_mode must be 'sparse' or 'dense', got {reward_mode!r}")
-        for name, val in (("dt", dt), ("v_max", v_max), ("w_max", w_max), ("lidar_range", lidar_range)):
+        positive = {"dt": dt, "v_max": v_max, "w_max": w_max, "lidar_range": lidar_range,
+                    "progress_weight": progress_weight}  # fmt: skip
+        for name, val in positive.items():
             if not np.isfinite(val) or val <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {val!r}")
         if max_episode_steps is not None and max_episode_steps < 1:
@@ -194,6 +198,7 @@ class AGVSim:
         )
         self.max_episode_steps = int(max_episode_steps or scene.max_episode_steps)
         self.pixel_size = int(pixel_size)
+        self.progress_scale = float(progress_weight) / scene.diagonal
         # goal (3), own velocities (2), lidar (n_beams), own pose on the floor map (4).
         self.obs_dim = 9 + self.n_beams
 
@@ -389,7 +394,7 @@ class AGVSim:
         truncated = (self.steps >= self.max_episode_steps) & ~terminated
         reward = success.astype(np.float32)
         if self.reward_mode == "dense":
-            reward += ((self.goal_dist - d) / self.diag).astype(np.float32)
+            reward += ((self.goal_dist - d) * self.progress_scale).astype(np.float32)
         self.goal_dist = d
         if self.distractors:
             self._walk_colors()

@@ -62,7 +62,8 @@ class AGVWarehouseVectorEnv(VectorEnv):
         max_episode_steps: Truncation limit; ``None`` uses the scenario's (2000/2000/3000/4000).
         render_mode: ``None`` or ``"rgb_array"``.
         render_size: Side of ``render()`` frames in pixels.
-        **sim_kwargs: ``dt``, ``v_max``, ``w_max``, ``lidar_range``, ``pixel_size`` (see ``AGVSim``).
+        **sim_kwargs: ``dt``, ``v_max``, ``w_max``, ``lidar_range``, ``pixel_size``,
+            ``progress_weight`` (see ``AGVSim``).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
