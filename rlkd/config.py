@@ -130,7 +130,8 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if tp is float:
             return float(value)
         if tp is str:
-            return str(value)
+            # YAML 1.1 reads a bare on/off/yes/no as a bool; string fields mean "on"/"off" there.
+            return ("on" if value else "off") if isinstance(value, bool) else str(value)
         if origin is dict:
             if isinstance(value, str):
                 value = read_yaml_text(value, f"--{_flag(name)}")

@@ -69,6 +69,17 @@ def test_config_precedence_preset_yaml_cli(tmp_path):
     assert cfg.preset == "debug"
 
 
+def test_yaml_bare_on_off_reach_string_options(tmp_path):
+    from rlkd.cli import _resolve_train
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("agent: dreamer\npred_continue: off\n")  # YAML 1.1 reads `off` as False
+    _, cfg = _resolve_train(["--config", str(cfg_file)])
+    assert cfg.pred_continue == "off" and not cfg.uses_continue
+    cfg_file.write_text("agent: dreamer\npred_continue: on\n")
+    assert _resolve_train(["--config", str(cfg_file)])[1].uses_continue
+
+
 def test_every_config_field_has_a_docstring_for_help():
     import dataclasses
 
