@@ -61,6 +61,7 @@ def test_make_and_make_vec_limits() -> None:
     assert venv.action_space.shape == (3, 2)
     limits = {
         "Bay": 100,
+        "Dock": 100,
         "SimpleStatic": 2000,
         "SimpleDynamic": 2000,
         "ComplexStatic": 3000,

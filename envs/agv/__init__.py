@@ -32,6 +32,7 @@ _ENTRY = "rlkd.envs.agv.single:AGVWarehouseEnv"
 _VECTOR_ENTRY = "rlkd.envs.agv.vector:AGVWarehouseVectorEnv"
 _CAMEL = {
     "bay": "Bay",
+    "dock": "Dock",
     "simple-static": "SimpleStatic",
     "simple-dynamic": "SimpleDynamic",
     "complex-static": "ComplexStatic",

@@ -274,24 +274,26 @@ def _complex(dynamic: bool) -> WarehouseMap:
     )
 
 
-def _bay() -> WarehouseMap:
-    # 6 m x 6 m open loading bay, no racks: start and goal anywhere, >= 2.5 m apart, a straight
-    # drive of 10-30 steps. Small enough for pixel agents to learn on a CPU budget (the DisWM
-    # transfer benchmark's target); the 64 x 64 view shows ~10 px per metre, twice the warehouses'.
+def _bay(racks: tuple[Rect, ...], name: str) -> WarehouseMap:
+    # 6 m x 6 m loading bay: start and goal anywhere free, >= 2.5 m apart, a drive of 10-30 steps.
+    # Small enough for pixel agents to learn on a CPU budget (the DisWM transfer benchmark's
+    # scenes); the 64 x 64 view shows ~10 px per metre, 2.5x the simple warehouse's.
     whole = ((0.0, 0.0, 6.0, 6.0),)
     return WarehouseMap(
         width=6.0,
         height=6.0,
+        racks=racks,
         start_regions=whole,
         goal_regions=whole,
         min_start_goal_distance=2.5,
         max_episode_steps=100,
-        name="bay",
+        name=name,
     )
 
 
 SCENARIOS: dict[str, WarehouseMap] = {
-    "bay": _bay(),
+    "bay": _bay((), "bay"),
+    "dock": _bay(((1.5, 2.6, 4.5, 3.4),), "dock"),  # the bay with one 3 m rack across its middle
     "simple-static": _simple(False),
     "simple-dynamic": _simple(True),
     "complex-static": _complex(False),
@@ -303,7 +305,7 @@ def get_scenario(name: str) -> WarehouseMap:
     """Return a built-in scenario by name.
 
     Args:
-        name: One of ``bay``, ``simple-static``, ``simple-dynamic``, ``complex-static``, ``complex-dynamic``.
+        name: One of ``bay``, ``dock``, ``simple-static``, ``simple-dynamic``, ``complex-static``, ``complex-dynamic``.
 
     Returns:
         The scenario's map.
