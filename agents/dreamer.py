@@ -583,6 +583,7 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     t0, s0 = time.time(), step
     returns: list[float] = []
     lengths: list[float] = []
+    successes: list[float] = []
     losses: dict[str, Tensor] = {}
     metrics: dict[str, Tensor] = {}
     prefill_done = step >= cfg.prefill
@@ -607,9 +608,11 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             else:
                 replay.add(i, next_obs[i], action[i], float(reward[i]), False, False)
         if "episode" in info:
-            for i in np.flatnonzero(info["_episode"]):
-                returns.append(float(info["episode"]["r"][i]))
-                lengths.append(float(info["episode"]["l"][i]))
+            ended = np.flatnonzero(info["_episode"])
+            returns.extend(info["episode"]["r"][ended].astype(float).tolist())
+            lengths.extend(info["episode"]["l"][ended].astype(float).tolist())
+            if "success" in info["episode"]:
+                successes.extend(info["episode"]["success"][ended].astype(float).tolist())
         prev_action = torch.as_tensor(action, device=device) * torch.as_tensor(~done, device=device)[:, None]
         obs, first = next_obs, done
         step += cfg.num_envs
@@ -656,6 +659,8 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             if returns:
                 scalars["charts/episodic_return"] = float(np.mean(returns))
                 scalars["charts/episodic_length"] = float(np.mean(lengths))
+            if successes:
+                scalars["charts/success_rate"] = float(np.mean(successes))
             for key in ("image", "reward", "kl", "continue", "distill"):
                 if key in losses:
                     scalars[f"world_model/{key}"] = losses[key]
@@ -669,6 +674,7 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             progress.update(step, SPS=sps, ret=float(np.mean(returns)) if returns else None)
             returns.clear()
             lengths.clear()
+            successes.clear()
 
         # ---- checkpoint
         if step - last_ckpt >= cfg.checkpoint_interval or step >= cfg.total_steps:

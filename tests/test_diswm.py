@@ -191,9 +191,11 @@ def test_diswm_end_to_end_writes_tags(diswm_run: tuple[Path, dict]) -> None:
     tags = scalars(run_dir)
     for tag in ("world_model/image", "world_model/reward", "world_model/kl", "world_model/vae_kl",
                 "world_model/distill", "world_model/eta", "losses/actor", "losses/critic",
-                "charts/episodic_return", "charts/episodic_length", "charts/SPS",
+                "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/success_rate",
                 "world_model/reconstruction", "world_model/imagined"):  # fmt: skip
         assert tag in tags, tag
+    # Random-ish early AGV episodes: success is a per-episode 0/1 flag, so its interval mean is a rate.
+    assert all(0.0 <= v <= 1.0 for v in tags["charts/success_rate"])
     eta = tags["world_model/eta"]
     assert eta[0] > eta[-1] == pytest.approx(0.01)  # it really anneals (debug: eta_decay_steps=200)
     assert tags["charts/color_switch"] == [1.0]
