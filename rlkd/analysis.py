@@ -341,7 +341,7 @@ class GroupRow:
         steps_min: Smallest last step among the runs.
         steps_max: Largest last step among the runs.
         wall_time_s: Mean active wall time of the runs, seconds.
-        sps: Mean over runs of the mean logged ``charts/SPS`` (steps / active wall time if not logged).
+        sps: Mean over runs of the last logged ``charts/SPS`` (steps / active wall time if not logged).
         metrics: Tag -> summary, for the report's metrics that some run of the group logged.
     """
 
@@ -542,7 +542,9 @@ def _group_row(
     for r in members:
         logged = r.scalars.get("charts/SPS")
         if logged is not None:
-            sps.append(float(np.mean(logged.values)))
+            # rlkd's agents log cumulative steps/s since the (re)start: the last value is the run's
+            # rate, while a mean would over-weight fast phases such as Dreamer's random prefill.
+            sps.append(float(logged.values[-1]))
         elif r.wall_time_s > 0:
             sps.append(r.last_step / r.wall_time_s)
     row = GroupRow(

@@ -96,7 +96,7 @@ def test_report_exact_values_pooled_seeds_png_and_csv(tmp_path: Path) -> None:
     ret = pooled.metrics["charts/episodic_return"]
     assert ret.finals == [4.0, 6.0] and ret.bests == [4.0, 6.0]
     assert ret.final_mean == 5.0 and ret.final_std == pytest.approx(math.sqrt(2.0))
-    assert pooled.sps == pytest.approx(((50 + 70) / 2 + 90) / 2)  # mean over runs of each run's mean SPS
+    assert pooled.sps == pytest.approx((70 + 90) / 2)  # mean over runs of each run's last (cumulative) SPS
     single = rep.row("CartPole-v1 ppo rnd").metrics["charts/episodic_return"]
     assert single.finals == [8.0] and single.bests == [9.25] and math.isnan(single.final_std)
     assert "CartPole-v1 ppo none" in rep.text and "5 ± 1.41" in rep.text
