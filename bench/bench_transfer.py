@@ -52,9 +52,6 @@ AGENTS = {
     "dreamer": {"agent": "dreamer"},
     "naive-ft": {"finetune": "naive"},
     "diswm": {"agent": "diswm"},
-    # The official code's kl_div(reduction="batchmean") on (B, T, Z) sums over time: its distillation
-    # weighs batch_length times more than rlkd's per-sample mean (docs/diswm.md, deviations).
-    "diswm-x32": {"agent": "diswm", "loss_scales": {**dreamer.DreamerConfig().loss_scales, "distill": 32.0}},
 }
 """Agents the benchmark can run (``--agents``); all but ``dreamer`` start from the source teacher."""
 EVAL_EPISODES = 100

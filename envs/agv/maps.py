@@ -305,7 +305,8 @@ def get_scenario(name: str) -> WarehouseMap:
     """Return a built-in scenario by name.
 
     Args:
-        name: One of ``bay``, ``dock``, ``simple-static``, ``simple-dynamic``, ``complex-static``, ``complex-dynamic``.
+        name: One of ``bay``, ``dock``, ``simple-static``, ``simple-dynamic``, ``complex-static``,
+            ``complex-dynamic``.
 
     Returns:
         The scenario's map.

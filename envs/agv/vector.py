@@ -52,7 +52,8 @@ class AGVWarehouseVectorEnv(VectorEnv):
 
     Args:
         num_envs: Number of parallel envs.
-        scenario: ``bay``, ``dock``, ``simple-static``, ``simple-dynamic``, ``complex-static`` or ``complex-dynamic``.
+        scenario: ``bay``, ``dock``, ``simple-static``, ``simple-dynamic``, ``complex-static`` or
+            ``complex-dynamic``.
         custom_map: Use this map instead of a scenario.
         obs_mode: ``"vector"`` (9 + n_beams floats) or ``"pixels"`` (64x64x3 uint8).
         n_beams: Lidar beams.
