@@ -60,7 +60,8 @@ class AGVWarehouseVectorEnv(VectorEnv):
         reward_mode: ``"sparse"`` (+1 at the goal) or ``"dense"`` (plus progress shaping).
         distractors: Random-walk colours of floor, racks and obstacles.
         color_set: Distractor colour set, ``"train"`` or ``"test"``.
-        max_episode_steps: Truncation limit; ``None`` uses the scenario's (2000/2000/3000/4000).
+        max_episode_steps: Truncation limit; ``None`` uses the scenario's (bay, dock 100; simple 2000;
+            complex 3000/4000).
         render_mode: ``None`` or ``"rgb_array"``.
         render_size: Side of ``render()`` frames in pixels.
         **sim_kwargs: ``dt``, ``v_max``, ``w_max``, ``lidar_range``, ``pixel_size``,
