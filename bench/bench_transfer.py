@@ -8,9 +8,9 @@ scenes, so that a small world model can pick them out within a CPU budget. All t
 the same target env steps, the same small model (``SMALL``) and the same seeds; the two
 fine-tuned agents share one teacher. Runs go under ``--out`` (``rlkd report OUT/*`` plots them).
 
-Usage: ``python bench/bench_transfer.py [--out runs/transfer] [--seeds 3] [--steps 5000]``
-(about 10 minutes of pretraining plus 9 runs of ~9 minutes, two at a time, on the 2-core dev
-machine with the defaults).
+Usage: ``python bench/bench_transfer.py [--out runs/transfer] [--seeds 3] [--steps 8000]``
+(with the defaults, on the 2-core dev machine: ~20 minutes of pretraining, then 9 runs of ~12.5
+minutes, two at a time).
 """
 
 from __future__ import annotations
@@ -141,7 +141,6 @@ def table(out: Path, agents: list[str], seeds: int, steps: int, bins: int = 4) -
 
 def _run(args: tuple) -> tuple[str, int, float]:
     out, name, seed, target, steps, teacher, threads = args
-    torch.set_num_threads(threads)
     t0 = time.time()
     run_agent(out, name, seed, target, steps, teacher, threads)
     return name, seed, time.time() - t0
