@@ -1,12 +1,14 @@
 """Online Dreamer (DreamerV2, continuous control) and DisWM (Wang et al., ICCV 2025) in one file.
 
-Read top to bottom: config and presets, networks (actor, critic), sequence replay, the update
-(world model, then imagined actor-critic with lambda-returns and a slow critic target), the
-training loop, and the policy used by ``rlkd eval``/``rlkd collect``.
+Read top to bottom: config and presets, the agent (world model in ``rlkd.world_model``, behaviour
+in ``rlkd.behaviour``), the update (world model, then imagined actor-critic with lambda-returns and
+a slow critic target), the environment checks, the training loop (replay in ``rlkd.replay``), and
+the policy used by ``rlkd eval``/``rlkd collect``.
 
 Agents served by this module (``--agent``):
 
-* ``dreamer`` - DreamerV2 from scratch (the paper's DreamerV2 baseline);
+* ``dreamer`` - DreamerV2 from scratch, as the official DisWM code's baseline (``beta_vae: False``):
+  DreamerV2's conv encoder/decoder for 64x64 pixels, MLPs for vector observations;
 * ``diswm``   - the same agent whose ``finetune`` mode resolves to ``distill``: a frozen teacher
   encoder (from ``--pretrained RUN_DIR``, made by ``rlkd pretrain``) is distilled into the student's
   beta-VAE latent with weight eta (Sec. 3.2 of the paper);
@@ -18,28 +20,29 @@ Agents served by this module (``--agent``):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
 from rlkd import envs as rlkd_envs
+from rlkd.behaviour import Behaviour
 from rlkd.errors import UserError
+from rlkd.replay import Replay
+from rlkd.rssm import RSSM, State
 from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
+from rlkd.wm_codecs import BetaVAEEncoder, preprocess
 from rlkd.world_model import (
-    RSSM,
-    BetaVAEEncoder,
-    State,
     WorldModel,
     WorldModelConfig,
     check_compatible,
-    mlp,
     model_meta,
+    obs_kind,
     reconstruction_grid,
     to_torch,
 )
@@ -88,7 +91,7 @@ class DreamerConfig(WorldModelConfig):
     replay_capacity: int = 1_000_000
     """Replay size in steps (shared equally among environments)."""
     imag_horizon: int = 15
-    """Imagination horizon of the actor-critic."""
+    """Imagined states per start state, the start included (the official imag_horizon)."""
     discount: float = 0.99
     """Discount factor."""
     lambda_: float = 0.95
@@ -107,10 +110,11 @@ class DreamerConfig(WorldModelConfig):
     """Learn a continue head used as imagination discount: auto (on unless DMC, whose episodes never
     terminate, as DreamerV2), on or off."""
     loss_scales: dict[str, float] = dataclasses.field(
-        default_factory=lambda: {"image": 1.0, "reward": 1.0, "kl": 1.0, "continue": 1.0, "distill": 1.0,
+        default_factory=lambda: {"image": 1.0, "reward": 2.0, "kl": 1.0, "continue": 1.0, "distill": 1.0,
                                  "actor": 1.0, "critic": 1.0}
     )  # fmt: skip
-    """Weights of the loss dict entries (distill is additionally multiplied by eta)."""
+    """Weights of the loss dict entries (distill is additionally multiplied by eta; reward 2 is the
+    official DMC config's reward_scale)."""
     image_log_interval: int = 10_000
     """Log reconstructions and imagined rollouts every this many agent steps (0: never)."""
     checkpoint_replay: bool = True
@@ -192,145 +196,35 @@ def eta_schedule(cfg: DreamerConfig, step: int) -> float:
     return cfg.eta_init + (cfg.eta_final - cfg.eta_init) * frac
 
 
-# ============================================================================ behaviour networks
-
-
-class Actor(nn.Module):
-    """Truncated-normal policy on [-1, 1] (dreamer-torch ``trunc_normal``): feat (..., F) -> (..., A)."""
-
-    def __init__(self, feat: int, action_dim: int, units: int, min_std: float) -> None:
-        super().__init__()
-        self.net = mlp(feat, units, 4, 2 * action_dim)
-        self.min_std = min_std
-
-    def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        mean, std = self.net(feat).chunk(2, -1)
-        return torch.tanh(mean), 2.0 * torch.sigmoid(std / 2.0) + self.min_std
-
-    def sample(self, feat: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns (action, log-prob-free entropy (...), mean). Samples are clipped with a straight-through
-        gradient, as dreamer-torch's ``SafeTruncatedNormal`` (entropy of the untruncated Normal)."""
-        mean, std = self(feat)
-        if deterministic:
-            return mean, torch.zeros(mean.shape[:-1], device=mean.device), mean
-        raw = mean + std * torch.randn_like(std)
-        clipped = raw.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
-        action = raw + (clipped - raw).detach()
-        entropy = (0.5 + 0.5 * np.log(2 * np.pi) + std.log()).sum(-1)
-        return action, entropy, mean
-
-
-def lambda_return(reward: Tensor, value: Tensor, discount: Tensor, bootstrap: Tensor, lam: float) -> Tensor:
-    """TD(lambda) returns, computed backwards in time.
-
-    Args:
-        reward, value, discount: (H, N) for imagined steps 0..H-1.
-        bootstrap: (N,) value after the last step.
-
-    Returns:
-        (H, N) returns R_t = r_t + d_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_H = bootstrap.
-    """
-    next_values = torch.cat([value[1:], bootstrap[None]], 0)
-    inputs = reward + discount * next_values * (1.0 - lam)
-    out = []
-    last = bootstrap
-    for t in reversed(range(reward.shape[0])):
-        last = inputs[t] + discount[t] * lam * last
-        out.append(last)
-    return torch.stack(out[::-1], 0)
-
-
-# ============================================================================ replay
-
-
-class Replay:
-    """Per-env ring buffers of steps; samples (B, T) windows that never cross the write pointer.
-
-    Step t holds obs t, the action that led to it, the reward received on arriving, and flags
-    (dreamer-torch layout). Windows may span episode boundaries; ``is_first`` resets the RSSM.
-    """
-
-    def __init__(
-        self, num_envs: int, capacity: int, obs_shape: tuple[int, ...], action_dim: int, seed: int
-    ) -> None:
-        self.n, self.cap = num_envs, capacity // num_envs
-        self.data = {
-            "image": np.zeros((num_envs, self.cap, *obs_shape), np.uint8),
-            "action": np.zeros((num_envs, self.cap, action_dim), np.float32),
-            "reward": np.zeros((num_envs, self.cap), np.float32),
-            "is_first": np.zeros((num_envs, self.cap), bool),
-            "is_terminal": np.zeros((num_envs, self.cap), bool),
-        }
-        self.ptr = np.zeros(num_envs, np.int64)
-        self.filled = np.zeros(num_envs, np.int64)
-        self.rng = np.random.default_rng(seed)
-
-    def add(
-        self, i: int, obs: np.ndarray, action: np.ndarray, reward: float, first: bool, terminal: bool
-    ) -> None:
-        p = self.ptr[i]
-        d = self.data
-        d["image"][i, p], d["action"][i, p], d["reward"][i, p] = obs, action, reward
-        d["is_first"][i, p], d["is_terminal"][i, p] = first, terminal
-        self.ptr[i] = (p + 1) % self.cap
-        self.filled[i] = min(self.filled[i] + 1, self.cap)
-
-    def has_window(self, length: int) -> bool:
-        """Whether some env holds at least ``length`` consecutive entries to sample from."""
-        return bool((self.filled >= length).any())
-
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
-        """(B, T) batch of numpy arrays; ``is_first`` is True at every window's first step."""
-        starts_per_env = np.maximum(self.filled - length + 1, 0)
-        if starts_per_env.sum() == 0:
-            raise RuntimeError("replay has no complete window yet")
-        env = self.rng.choice(self.n, size=batch, p=starts_per_env / starts_per_env.sum())
-        k = self.rng.integers(0, starts_per_env[env])
-        base = np.where(self.filled[env] < self.cap, 0, self.ptr[env])
-        idx = (base[:, None] + k[:, None] + np.arange(length)[None]) % self.cap  # (B, T)
-        out = {key: arr[env[:, None], idx] for key, arr in self.data.items()}
-        out["is_first"][:, 0] = True
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        """Filled part of the buffers as tensors (ring order kept) plus pointers and sampler state."""
-        keep = int(self.filled.max())
-        return {
-            "data": {k: torch.from_numpy(v[:, :keep].copy()) for k, v in self.data.items()},
-            "ptr": self.ptr.tolist(), "filled": self.filled.tolist(),
-            "rng": repr(self.rng.bit_generator.state),
-        }  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state["data"].items():
-            self.data[k][:, : v.shape[1]] = v.numpy()
-        self.ptr[:] = state["ptr"]
-        self.filled[:] = state["filled"]
-        import ast
-
-        self.rng.bit_generator.state = ast.literal_eval(state["rng"])
-
-
 # ============================================================================ agent
 
 
 class Agent(nn.Module):
-    """World model + actor + critic (+ slow critic); the teacher lives outside ``parameters()``.
+    """World model + behaviour (actor, critic, slow critic); the teacher lives outside ``parameters()``.
 
     Args:
         cfg: The run's config.
+        obs_shape: (64, 64, 3) pixels or (D,) vectors.
         action_dim: Continuous action size.
+        beta_vae: DisWM's beta-VAE encoder/decoder (diswm, naive fine-tuning) instead of DreamerV2's.
         teacher: Frozen pretrained encoder for DisWM, or None.
     """
 
-    def __init__(self, cfg: DreamerConfig, action_dim: int, teacher: BetaVAEEncoder | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DreamerConfig,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        beta_vae: bool = False,
+        teacher: BetaVAEEncoder | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.wm = WorldModel(cfg, action_dim, pred_continue=cfg.uses_continue)
-        feat = cfg.deter + cfg.stoch
-        self.actor = Actor(feat, action_dim, cfg.units, cfg.actor_min_std)
-        self.critic = mlp(feat, cfg.units, 3, 1)
-        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.wm = WorldModel(cfg, action_dim, obs_shape, beta_vae, pred_continue=cfg.uses_continue)
+        self.behaviour = Behaviour(
+            cfg.deter + cfg.stoch, action_dim, cfg.units, cfg.actor_min_std, cfg.imag_horizon, cfg.discount,
+            cfg.lambda_, cfg.actor_entropy,
+        )  # fmt: skip
         # Stored via object.__setattr__ so the teacher is neither a submodule (never in
         # parameters()/optimizers/state_dict of the student) nor moved by .train().
         object.__setattr__(self, "teacher", teacher)
@@ -340,10 +234,14 @@ class Agent(nn.Module):
     def policy_step(
         self, state: State, prev_action: Tensor, obs: Tensor, first: Tensor, deterministic: bool
     ) -> tuple[State, Tensor]:
-        """One acting step. obs uint8 (N, 64, 64, 3), first bool (N,) -> (new state, action (N, A))."""
-        _, _, z = self.wm.encoder(obs, sample=not deterministic)
-        state, _ = self.wm.rssm.obs_step(state, prev_action, z, first)
-        action, _, _ = self.actor.sample(RSSM.feat(state), deterministic)
+        """One acting step. obs (N, *obs_shape), first bool (N,) -> (new state, action (N, A) in [-1, 1]).
+
+        The posterior is sampled even when ``deterministic`` (the official ``collect_dyn_sample``);
+        only the action is the actor's mode then.
+        """
+        embed, _, _ = self.wm.encode(preprocess(obs), sample=not deterministic)
+        state = self.wm.rssm.obs_step(state, prev_action, embed, first)
+        action, _, _ = self.behaviour.actor.sample(RSSM.feat(state), deterministic)
         return state, action
 
 
@@ -352,17 +250,17 @@ def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, torch.optim.
     model_params = list(agent.wm.parameters())
     if cfg.official_eta_bug and agent.teacher is not None:
         # Official code (models.py, WorldModel.__init__): the teacher `encoder_distillation` is a
-        # submodule, so `self.parameters()` hands its (requires_grad=False) weights to the model
-        # optimizer. They get no gradients, so Adam leaves them unchanged, but they are listed.
+        # submodule, so `self.parameters()` hands its weights to the model optimizer.
         model_params += list(agent.teacher.parameters())
+    beh = agent.behaviour
     return {
         "model": torch.optim.Adam(model_params, lr=cfg.model_lr, eps=1e-5, fused=True),
-        "actor": torch.optim.Adam(agent.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, fused=True),
-        "critic": torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, fused=True),
+        "actor": torch.optim.Adam(beh.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, fused=True),
+        "critic": torch.optim.Adam(beh.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, fused=True),
     }
 
 
-def load_pretrained(cfg: DreamerConfig, action_dim: int) -> dict[str, Tensor]:
+def load_pretrained(cfg: DreamerConfig) -> dict[str, Tensor]:
     """Load the world-model weights of a pretrain run and check they fit ``cfg``."""
     run = Run.open(cfg.pretrained)
     payload = run.load_checkpoint("latest")
@@ -402,7 +300,7 @@ def naive_init(agent: Agent, weights: dict[str, Tensor]) -> None:
 
 
 def clip_step(opt: torch.optim.Optimizer, loss: Tensor, params: list[Tensor], clip: float) -> Tensor:
-    """Backward into ``params`` only, clip, step. Returns the grad norm (a tensor: no sync)."""
+    """Backward into ``params`` only, clip, step. Returns the grad norm before clipping (no sync)."""
     opt.zero_grad(set_to_none=True)
     loss.backward(inputs=params)
     norm = torch.nn.utils.clip_grad_norm_(params, clip)
@@ -421,45 +319,26 @@ def update(
     weighted = {k: v * scales.get(k, 1.0) for k, v in wm_losses.items()}
     if "distill" in weighted:
         weighted["distill"] = weighted["distill"] * eta
-    model_params = [p for p in agent.wm.parameters()]
-    clip_step(opts["model"], sum(weighted.values()), model_params, cfg.grad_clip)
-
-    # ---- imagination from every posterior state (B*T starts), actor gradients through dynamics
+    metrics["grad_norm_model"] = clip_step(
+        opts["model"], sum(weighted.values()), list(agent.wm.parameters()), cfg.grad_clip
+    )
+    metrics["reward_var"] = batch["reward"].var()
+    # ---- behaviour: imagination from every posterior state (B*T starts)
+    beh = agent.behaviour
     start = {k: v.reshape(-1, v.shape[-1]) for k, v in post.items()}  # (N, .)
-    rssm = agent.wm.rssm
-    feats, ents = [RSSM.feat(start)], []
-    state = start
-    for _ in range(cfg.imag_horizon):
-        action, ent, _ = agent.actor.sample(feats[-1].detach())  # behaviour stop-grad on the input
-        state = rssm.img_step(state, action)
-        feats.append(RSSM.feat(state))
-        ents.append(ent)
-    feat = torch.stack(feats, 0)  # (H+1, N, F)
-    reward = agent.wm.reward(feat).squeeze(-1)  # (H+1, N)
-    if agent.wm.cont is not None:
-        discount = cfg.discount * torch.sigmoid(agent.wm.cont(feat).squeeze(-1))
-    else:
-        discount = torch.full_like(reward, cfg.discount)
-    value = agent.slow_critic(feat).squeeze(-1)  # (H+1, N) slow target (DreamerV2 slow_value_target)
-    target = lambda_return(reward[:-1], value[:-1], discount[:-1], value[-1], cfg.lambda_)  # (H, N)
-    weights = torch.cumprod(
-        torch.cat([torch.ones_like(discount[:1]), discount[:-2]], 0), 0
-    ).detach()  # (H, N)
-    entropy = torch.stack(ents, 0)  # (H, N)
-    # imag_gradient 'dynamics' (DreamerV2 for continuous control): maximise returns directly.
-    actor_loss = -(weights * (target + cfg.actor_entropy * entropy)).mean()
-    critic_pred = agent.critic(feat[:-1].detach()).squeeze(-1)
-    critic_loss = (weights * 0.5 * (critic_pred - target.detach()).square()).mean()
-    losses = {
-        "actor": actor_loss * scales.get("actor", 1.0),
-        "critic": critic_loss * scales.get("critic", 1.0),
-    }
-    clip_step(opts["actor"], losses["actor"], list(agent.actor.parameters()), cfg.grad_clip)
-    clip_step(opts["critic"], losses["critic"], list(agent.critic.parameters()), cfg.grad_clip)
-    out = {k: v.detach() for k, v in {**wm_losses, **losses}.items()}
-    metrics.update({"imag_reward": reward.detach().mean(), "imag_value": value.detach().mean(),
-                    "actor_entropy": entropy.detach().mean()})  # fmt: skip
-    return out, metrics
+    beh_losses, beh_metrics = beh.losses(agent.wm, start, batch["is_terminal"].reshape(-1))
+    beh_losses = {k: v * scales.get(k, 1.0) for k, v in beh_losses.items()}
+    metrics["grad_norm_actor"] = clip_step(
+        opts["actor"], beh_losses["actor"], list(beh.actor.parameters()), cfg.grad_clip
+    )
+    metrics["grad_norm_critic"] = clip_step(
+        opts["critic"], beh_losses["critic"], list(beh.critic.parameters()), cfg.grad_clip
+    )
+    out = {k: v.detach() for k, v in {**weighted, **beh_losses}.items()}
+    return out, {**metrics, **beh_metrics}
+
+
+# ============================================================================ environments
 
 
 def check_color_switch(envs: Any) -> None:
@@ -492,21 +371,109 @@ def env_kwargs_for(cfg: DreamerConfig) -> dict[str, Any]:
     return kwargs
 
 
+def action_bounds(space: gym.Space, env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of a bounded continuous action space; the actor's [-1, 1] maps onto it."""
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise UserError(
+            f"{env_id} actions are {space}; Dreamer supports continuous Box(A,) actions "
+            "(use PPO for discrete actions)"
+        )
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise UserError(f"{env_id} actions are {space}; Dreamer needs finite action bounds")
+    return space.low.astype(np.float32), space.high.astype(np.float32)
+
+
+def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Actor actions in [-1, 1] -> the env's [low, high] (identity for Box(-1, 1))."""
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
+def make_envs(cfg: DreamerConfig) -> tuple[Any, str, tuple[np.ndarray, np.ndarray]]:
+    """Vector env checked for Dreamer: returns (envs, observation kind, action bounds)."""
+    envs = rlkd_envs.make_vec(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend, **env_kwargs_for(cfg))
+    try:
+        obs_space = envs.single_observation_space
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise UserError(f"{cfg.env_id} observations are {obs_space}; {obs_kind((), None)}")
+        kind = obs_kind(tuple(obs_space.shape), obs_space.dtype)
+        if cfg.mode != "none" and kind != "image":
+            raise UserError(f"--agent {cfg.agent} --finetune {cfg.mode} needs pixel observations")
+        bounds = action_bounds(envs.single_action_space, cfg.env_id)
+        if cfg.color_switch:
+            check_color_switch(envs)
+    except UserError:
+        envs.close()
+        raise
+    return envs, kind, bounds
+
+
+# ============================================================================ training loop
+
+
+class Scalars:
+    """Means of the update metrics over a log interval (tensors summed: no sync per update)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for k, v in values.items():
+            if v.dim() == 0:
+                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: float(v) / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return out
+
+
+LOSS_TAGS = ("image", "reward", "kl", "continue", "distill", "actor", "critic")
+WM_TAGS = ("image_nll", "vae_kl", "kl_value", "reward_mse", "reward_var", "grad_norm_model")
+BEHAVIOUR_TAGS = ("actor_entropy", "action_std", "imag_reward", "imag_return", "imag_value", "critic_target",
+                  "grad_norm_actor", "grad_norm_critic")  # fmt: skip
+
+
+def tagged(means: dict[str, float]) -> dict[str, float]:
+    """Update means under their TensorBoard tags: losses/, world_model/, behaviour/."""
+    out = {f"losses/{k}": means[k] for k in LOSS_TAGS if k in means}
+    out |= {f"world_model/{k}": means[k] for k in WM_TAGS if k in means}
+    out |= {f"behaviour/{k}": means[k] for k in BEHAVIOUR_TAGS if k in means}
+    return out
+
+
 @torch.no_grad()
 def log_images(run: Run, agent: Agent, batch: dict[str, Tensor], recon: Tensor, step: int) -> None:
     """Reconstructions and an open-loop imagined rollout (5 context frames, then the prior)."""
-    run.writer.add_images("world_model/reconstruction", reconstruction_grid(batch["image"], recon), step)
+    run.writer.add_images("world_model/reconstruction", reconstruction_grid(batch["obs"], recon), step)
     wm = agent.wm
-    ctx = min(5, batch["image"].shape[1] - 1)
-    _, _, z = wm.encoder(batch["image"][:1, :ctx], sample=False)
-    post, _ = wm.rssm.observe(z, batch["action"][:1, :ctx], batch["is_first"][:1, :ctx])
+    ctx = min(5, batch["obs"].shape[1] - 1)
+    embed, _, _ = wm.encode(preprocess(batch["obs"][:1, :ctx]), sample=False)
+    post, _ = wm.rssm.observe(embed, batch["action"][:1, :ctx], batch["is_first"][:1, :ctx])
     state = {k: v[:, -1] for k, v in post.items()}
     frames = []
-    for t in range(ctx, batch["image"].shape[1]):
+    for t in range(ctx, batch["obs"].shape[1]):
         state = wm.rssm.img_step(state, batch["action"][:1, t], sample=False)
         frames.append(wm.decoder(RSSM.feat(state))[0])
     imag = (torch.stack(frames) + 0.5).clamp(0, 1)[:8]
     run.writer.add_images("world_model/imagined", imag.permute(0, 3, 1, 2), step)
+
+
+def build_agent(
+    cfg: DreamerConfig, obs_shape: tuple[int, ...], action_dim: int, resuming: bool
+) -> tuple[Agent, BetaVAEEncoder | None]:
+    """The agent (and DisWM teacher); pretrained weights are loaded only for a fresh start."""
+    weights = load_pretrained(cfg) if cfg.mode in ("distill", "naive") and not resuming else None
+    teacher = None
+    if cfg.mode == "distill":
+        # On resume the teacher's weights come from the checkpoint.
+        teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth) if weights is None else make_teacher(cfg, weights)
+        teacher = teacher.to(cfg.device)
+    agent = Agent(cfg, obs_shape, action_dim, beta_vae=cfg.mode != "none", teacher=teacher).to(cfg.device)
+    if cfg.mode == "naive" and weights is not None:
+        naive_init(agent, weights)
+    return agent, teacher
 
 
 def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
@@ -519,32 +486,12 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     device = cfg.device
-    envs = rlkd_envs.make_vec(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend, **env_kwargs_for(cfg))
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if obs_space.dtype != np.uint8 or tuple(obs_space.shape) != (cfg.image_size, cfg.image_size, 3):
-        envs.close()
-        raise UserError(
-            f"{cfg.env_id} observations are {obs_space}; Dreamer needs uint8 "
-            f"({cfg.image_size}, {cfg.image_size}, 3) "
-            "pixels (use a *-Pixels-v0 or rlkd/DMC-* id)"
-        )
-    if not (np.all(act_space.low == -1.0) and np.all(act_space.high == 1.0)):
-        envs.close()
-        raise UserError(f"{cfg.env_id} actions are {act_space}; Dreamer needs continuous Box(-1, 1) actions")
-    action_dim = int(np.prod(act_space.shape))
-
-    teacher = None
-    if cfg.mode in ("distill", "naive") and checkpoint is None:
-        weights = load_pretrained(cfg, action_dim)
-    if cfg.mode == "distill":
-        teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth).to(device)
-        if checkpoint is None:
-            teacher = make_teacher(cfg, weights)
-    agent = Agent(cfg, action_dim, teacher).to(device)
-    if cfg.mode == "naive" and checkpoint is None:
-        naive_init(agent, weights)
+    envs, _, (act_low, act_high) = make_envs(cfg)
+    obs_space = envs.single_observation_space
+    obs_shape, action_dim = tuple(obs_space.shape), int(act_low.shape[0])
+    agent, teacher = build_agent(cfg, obs_shape, action_dim, checkpoint is not None)
     opts = build_optimizers(agent, cfg)
-    replay = Replay(cfg.num_envs, cfg.replay_capacity, tuple(obs_space.shape), action_dim, cfg.seed)
+    replay = Replay(cfg.num_envs, cfg.replay_capacity, obs_shape, obs_space.dtype, action_dim, cfg.seed)
 
     step, updates, switched, train_credit = 0, 0, False, 0
     if checkpoint is not None:
@@ -563,8 +510,6 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     # the eta formula always sees the step at which the model was built (after prefill): eta is
     # frozen at its initial value. `official_eta_bug` reproduces that.
     frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
-    if cfg.color_switch and not switched:
-        check_color_switch(envs)
     if switched:
         set_color_set(envs, cfg.color_switch_to)
 
@@ -578,14 +523,10 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     prev_action = torch.zeros(cfg.num_envs, action_dim, device=device)
 
     progress = Progress(cfg.total_steps, step, label(cfg))
-    last_log = last_img = step
-    last_ckpt = step
+    last_log = last_img = last_ckpt = step
     t0, s0 = time.time(), step
-    returns: list[float] = []
-    lengths: list[float] = []
-    successes: list[float] = []
-    losses: dict[str, Tensor] = {}
-    metrics: dict[str, Tensor] = {}
+    episodes: dict[str, list[float]] = {"return": [], "length": [], "success": []}
+    scalars = Scalars()
     prefill_done = step >= cfg.prefill
     while step < cfg.total_steps:
         # ---- act (the latent follows the observations during prefill too, so the first policy
@@ -595,10 +536,10 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             first_t = torch.as_tensor(first, device=device)
             latent, act_t = agent.policy_step(latent, prev_action, obs_t, first_t, deterministic=False)
         if step < cfg.prefill:
-            action = envs.action_space.sample().astype(np.float32)
+            action = np.random.uniform(-1.0, 1.0, (cfg.num_envs, action_dim)).astype(np.float32)
         else:
             action = act_t.cpu().numpy().astype(np.float32)
-        next_obs, reward, term, trunc, info = envs.step(action)
+        next_obs, reward, term, trunc, info = envs.step(to_env_action(action, act_low, act_high))
         done = np.logical_or(term, trunc)
         real_next = final_observations(info, next_obs) if done.any() else next_obs
         for i in range(cfg.num_envs):
@@ -607,12 +548,7 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
                 replay.add(i, next_obs[i], zero_act, 0.0, True, False)
             else:
                 replay.add(i, next_obs[i], action[i], float(reward[i]), False, False)
-        if "episode" in info:
-            ended = np.flatnonzero(info["_episode"])
-            returns.extend(info["episode"]["r"][ended].astype(float).tolist())
-            lengths.extend(info["episode"]["l"][ended].astype(float).tolist())
-            if "success" in info["episode"]:
-                successes.extend(info["episode"]["success"][ended].astype(float).tolist())
+        record_episodes(info, episodes)
         prev_action = torch.as_tensor(action, device=device) * torch.as_tensor(~done, device=device)[:, None]
         obs, first = next_obs, done
         step += cfg.num_envs
@@ -640,10 +576,12 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             for _ in range(n_updates):
                 batch = to_torch(replay.sample(cfg.batch_size, cfg.batch_length), device)
                 losses, metrics = update(agent, opts, batch, eta)
+                scalars.add({**losses, **metrics})
                 updates += 1
                 if updates % cfg.slow_target_update == 0:
-                    agent.slow_critic.load_state_dict(agent.critic.state_dict())
-            if cfg.image_log_interval and n_updates and step - last_img >= cfg.image_log_interval:
+                    agent.behaviour.update_slow_critic()
+            if (cfg.image_log_interval and n_updates and step - last_img >= cfg.image_log_interval
+                    and batch["obs"].dtype == torch.uint8):  # fmt: skip
                 last_img = step
                 log_images(run, agent, batch, metrics["recon"], step)
 
@@ -651,30 +589,14 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
         if step - last_log >= cfg.log_interval or step >= cfg.total_steps:
             last_log = step
             sps = (step - s0) / max(time.time() - t0, 1e-9)
-            scalars: dict[str, float | Tensor] = {
-                "charts/SPS": sps,
-                "world_model/eta": eta,
-                "charts/updates": updates,
-            }
-            if returns:
-                scalars["charts/episodic_return"] = float(np.mean(returns))
-                scalars["charts/episodic_length"] = float(np.mean(lengths))
-            if successes:
-                scalars["charts/success_rate"] = float(np.mean(successes))
-            for key in ("image", "reward", "kl", "continue", "distill"):
-                if key in losses:
-                    scalars[f"world_model/{key}"] = losses[key]
-            if "vae_kl" in metrics:
-                scalars["world_model/vae_kl"] = metrics["vae_kl"]
-                scalars["world_model/kl_value"] = metrics["kl_value"]
-            for key in ("actor", "critic"):
-                if key in losses:
-                    scalars[f"losses/{key}"] = losses[key]
-            run.log_scalars(step, scalars)
-            progress.update(step, SPS=sps, ret=float(np.mean(returns)) if returns else None)
-            returns.clear()
-            lengths.clear()
-            successes.clear()
+            logged: dict[str, float | Tensor] = {
+                "charts/SPS": sps, "world_model/eta": eta, "charts/updates": updates,
+            }  # fmt: skip
+            logged |= episode_means(episodes)
+            if scalars.count:
+                logged |= tagged(scalars.pop())
+            run.log_scalars(step, logged)
+            progress.update(step, SPS=sps, ret=logged.get("charts/episodic_return"))
 
         # ---- checkpoint
         if step - last_ckpt >= cfg.checkpoint_interval or step >= cfg.total_steps:
@@ -682,7 +604,9 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             state: dict[str, Any] = {
                 "agent": agent.state_dict(), "opts": {k: o.state_dict() for k, o in opts.items()},
                 "rng": rng_state(), "updates": updates, "switched": switched, "train_credit": train_credit,
-                "meta": model_meta(cfg), "action_dim": action_dim,
+                "meta": model_meta(cfg), "action_dim": action_dim, "obs_shape": list(obs_shape),
+                "beta_vae": cfg.mode != "none", "action_low": torch.from_numpy(act_low),
+                "action_high": torch.from_numpy(act_high),
             }  # fmt: skip
             if teacher is not None:
                 state["teacher"] = teacher.state_dict()
@@ -694,20 +618,42 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     run.close()
 
 
+def record_episodes(info: dict[str, Any], episodes: dict[str, list[float]]) -> None:
+    """Append the return, length and (if reported) success of every episode that ended this step."""
+    if "episode" not in info:
+        return
+    ended = np.flatnonzero(info["_episode"])
+    ep = info["episode"]
+    episodes["return"].extend(ep["r"][ended].astype(float).tolist())
+    episodes["length"].extend(ep["l"][ended].astype(float).tolist())
+    if "success" in ep:
+        episodes["success"].extend(ep["success"][ended].astype(float).tolist())
+
+
+def episode_means(episodes: dict[str, list[float]]) -> dict[str, float]:
+    """charts/ means of the episodes since the last call (which it clears)."""
+    tags = {"return": "charts/episodic_return", "length": "charts/episodic_length",
+            "success": "charts/success_rate"}  # fmt: skip
+    out = {tags[k]: float(np.mean(v)) for k, v in episodes.items() if v}
+    for v in episodes.values():
+        v.clear()
+    return out
+
+
 # ============================================================================ policy for eval / collect
 
 
 class Policy:
-    """Acts with a trained agent, keeping one RSSM latent per environment."""
+    """Acts with a trained agent, keeping one RSSM latent per environment; returns env-scaled actions."""
 
-    def __init__(self, agent: Agent, device: str) -> None:
-        self.agent, self.device = agent.eval(), device
+    def __init__(self, agent: Agent, device: str, low: np.ndarray, high: np.ndarray) -> None:
+        self.agent, self.device, self.low, self.high = agent.eval(), device, low, high
         self.latent: State | None = None
         self.prev_action: Tensor | None = None
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> np.ndarray:
-        """obs uint8 (N, 64, 64, 3), first bool (N,) -> actions float32 (N, A)."""
+        """obs (N, *obs_shape), first bool (N,) -> actions float32 (N, A) in the env's bounds."""
         n = obs.shape[0]
         rssm = self.agent.wm.rssm
         if self.latent is None or self.latent["deter"].shape[0] != n:
@@ -720,7 +666,7 @@ class Policy:
             self.latent, self.prev_action, obs_t, first_t, deterministic
         )
         self.prev_action = action
-        return action.cpu().numpy().astype(np.float32)
+        return to_env_action(action.cpu().numpy().astype(np.float32), self.low, self.high)
 
 
 def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
@@ -730,12 +676,16 @@ def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
     cfg = from_dict(DreamerConfig, {k: v for k, v in checkpoint["config"].items() if k != "pretrained"}
                     | {"finetune": "none", "device": device}, f"{run.path}/config.yaml")  # fmt: skip
     state = checkpoint["state"]
-    agent = Agent(cfg, int(state["action_dim"])).to(device)
+    obs_shape = tuple(state.get("obs_shape", (64, 64, 3)))
+    agent = Agent(cfg, obs_shape, int(state["action_dim"]), beta_vae=bool(state.get("beta_vae", True)))
     agent.load_state_dict(state["agent"])
-    return Policy(agent, device)
+    action_dim = int(state["action_dim"])
+    low = state["action_low"].numpy() if "action_low" in state else -np.ones(action_dim, np.float32)
+    high = state["action_high"].numpy() if "action_high" in state else np.ones(action_dim, np.float32)
+    return Policy(agent.to(device), device, low, high)
 
 
 __all__ = [
-    "CONFIG", "PRESETS", "Agent", "DreamerConfig", "Policy", "eta_schedule", "label",
-    "lambda_return", "load_policy", "train", "update",
+    "CONFIG", "PRESETS", "Agent", "DreamerConfig", "Policy", "eta_schedule", "label", "load_policy",
+    "train", "update",
 ]  # fmt: skip

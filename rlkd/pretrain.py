@@ -61,7 +61,7 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed, image_size=cfg.image_size)
-    model = WorldModel(cfg, action_dim=0).to(cfg.device)
+    model = WorldModel(cfg, action_dim=0, beta_vae=True).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5, fused=True)
     update = 0
     if checkpoint is not None:
@@ -75,6 +75,7 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
     t0, u0 = time.time(), update
     while update < cfg.total_steps:
         batch = to_torch(data.sample(), cfg.device)
+        batch["obs"] = batch.pop("image")
         losses, _, metrics = model.loss(batch)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -91,7 +92,7 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
             })  # fmt: skip
             progress.update(update, loss=float(total.detach()), ups=ups)
         if cfg.image_log_interval and update % cfg.image_log_interval == 0:
-            grid = reconstruction_grid(batch["image"], metrics["recon"])
+            grid = reconstruction_grid(batch["obs"], metrics["recon"])
             run.writer.add_images("world_model/reconstruction", grid, update)
         if update % cfg.checkpoint_interval == 0 or update == cfg.total_steps:
             state = {

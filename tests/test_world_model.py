@@ -8,16 +8,14 @@ import pytest
 import torch
 
 from rlkd.errors import UserError
+from rlkd.rssm import RSSM, gauss_kl, rssm_kl_loss
+from rlkd.wm_codecs import BetaVAEEncoder
 from rlkd.world_model import (
-    RSSM,
-    BetaVAEEncoder,
     WorldModel,
     WorldModelConfig,
     check_compatible,
     distill_loss,
-    gauss_kl,
     model_meta,
-    rssm_kl_loss,
     vae_kl,
 )
 
@@ -87,13 +85,13 @@ def test_kl_balance_splits_gradients_between_prior_and_posterior() -> None:
 def test_action_free_rssm_ignores_actions() -> None:
     # The pretraining world model (action_dim 0) given the same frames with zero and with large
     # actions: identical posteriors, priors and losses.
-    wm = WorldModel(tiny_cfg(), action_dim=0)
+    wm = WorldModel(tiny_cfg(), action_dim=0, beta_vae=True)
     images = torch.randint(0, 255, (2, 5, 64, 64, 3), dtype=torch.uint8)
     first = torch.zeros(2, 5, dtype=torch.bool)
     first[:, 0] = True
     outs = []
     for actions in (torch.zeros(2, 5, 3), torch.randn(2, 5, 3) * 10):
-        batch = {"image": images, "action": actions, "reward": torch.zeros(2, 5), "is_first": first,
+        batch = {"obs": images, "action": actions, "reward": torch.zeros(2, 5), "is_first": first,
                  "is_terminal": torch.zeros(2, 5, dtype=torch.bool)}  # fmt: skip
         torch.manual_seed(4)
         losses, post, _ = wm.loss(batch)
@@ -124,9 +122,9 @@ def test_is_first_resets_the_state() -> None:
 
 def test_world_model_loss_shapes_and_grads() -> None:
     cfg = tiny_cfg()
-    wm = WorldModel(cfg, action_dim=2)
+    wm = WorldModel(cfg, action_dim=2, beta_vae=True)
     batch = {
-        "image": torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8),
+        "obs": torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8),
         "action": torch.rand(2, 3, 2) * 2 - 1,
         "reward": torch.randn(2, 3),
         "is_first": torch.tensor([[True, False, False]] * 2),
@@ -158,7 +156,7 @@ def test_image_size_other_than_64_is_rejected() -> None:
 
 
 def test_lambda_return_matches_hand_computation() -> None:
-    from rlkd.agents.dreamer import lambda_return
+    from rlkd.behaviour import lambda_return
 
     # H = 2, one env: r = [1, 2], v = [10, 20], discount 0.5, bootstrap v_2 = 40.
     r, v, d, boot = (

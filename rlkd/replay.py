@@ -1,0 +1,93 @@
+"""Sequence replay for online world-model agents: per-env ring buffers, (B, T) windows.
+
+Step t holds observation t, the action that led to it, the reward received on arriving, and the
+flags ``is_first``/``is_terminal`` (dreamer-torch layout). Windows may span episode boundaries;
+``is_first`` resets the RSSM there (DreamerV3-style; the official DisWM code samples within episodes).
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class Replay:
+    """Per-env ring buffers of steps; samples (B, T) windows that never cross the write pointer.
+
+    Args:
+        num_envs: Parallel environments (one ring each).
+        capacity: Total steps kept, shared equally among environments.
+        obs_shape: Shape of one observation, e.g. (64, 64, 3) or (D,).
+        obs_dtype: uint8 for pixels, float32 for vectors.
+        action_dim: Size of the (continuous) actions.
+        seed: Seed of the window sampler.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: Any,
+        action_dim: int,
+        seed: int,
+    ) -> None:
+        self.n, self.cap = num_envs, capacity // num_envs
+        self.data = {
+            "obs": np.zeros((num_envs, self.cap, *obs_shape), obs_dtype),
+            "action": np.zeros((num_envs, self.cap, action_dim), np.float32),
+            "reward": np.zeros((num_envs, self.cap), np.float32),
+            "is_first": np.zeros((num_envs, self.cap), bool),
+            "is_terminal": np.zeros((num_envs, self.cap), bool),
+        }
+        self.ptr = np.zeros(num_envs, np.int64)
+        self.filled = np.zeros(num_envs, np.int64)
+        self.rng = np.random.default_rng(seed)
+
+    def add(
+        self, i: int, obs: np.ndarray, action: np.ndarray, reward: float, first: bool, terminal: bool
+    ) -> None:
+        """Append one step to env ``i``'s ring."""
+        p = self.ptr[i]
+        d = self.data
+        d["obs"][i, p], d["action"][i, p], d["reward"][i, p] = obs, action, reward
+        d["is_first"][i, p], d["is_terminal"][i, p] = first, terminal
+        self.ptr[i] = (p + 1) % self.cap
+        self.filled[i] = min(self.filled[i] + 1, self.cap)
+
+    def has_window(self, length: int) -> bool:
+        """Whether some env holds at least ``length`` consecutive entries to sample from."""
+        return bool((self.filled >= length).any())
+
+    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+        """(B, T) batch of numpy arrays; ``is_first`` is True at every window's first step."""
+        starts_per_env = np.maximum(self.filled - length + 1, 0)
+        if starts_per_env.sum() == 0:
+            raise RuntimeError("replay has no complete window yet")
+        env = self.rng.choice(self.n, size=batch, p=starts_per_env / starts_per_env.sum())
+        k = self.rng.integers(0, starts_per_env[env])
+        base = np.where(self.filled[env] < self.cap, 0, self.ptr[env])
+        idx = (base[:, None] + k[:, None] + np.arange(length)[None]) % self.cap  # (B, T)
+        out = {key: arr[env[:, None], idx] for key, arr in self.data.items()}
+        out["is_first"][:, 0] = True
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Filled part of the buffers as tensors (ring order kept) plus pointers and sampler state."""
+        keep = int(self.filled.max())
+        return {
+            "data": {k: torch.from_numpy(v[:, :keep].copy()) for k, v in self.data.items()},
+            "ptr": self.ptr.tolist(), "filled": self.filled.tolist(),
+            "rng": repr(self.rng.bit_generator.state),
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        for k, v in state["data"].items():
+            self.data[k][:, : v.shape[1]] = v.numpy()
+        self.ptr[:] = state["ptr"]
+        self.filled[:] = state["filled"]
+        self.rng.bit_generator.state = ast.literal_eval(state["rng"])
