@@ -150,6 +150,8 @@ class DreamerConfig(WorldModelConfig):
         for name in ("train_every", "train_steps", "imag_horizon", "eta_decay_steps", "slow_target_update"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.imag_horizon < 2:
+            raise UserError(f"--imag-horizon counts the start state: at least 2, got {self.imag_horizon}")
         if self.replay_capacity < self.num_envs * (self.batch_length + 1):
             raise UserError("--replay-capacity must hold at least batch_length + 1 steps per environment")
         unknown = set(self.loss_scales) - {"image", "reward", "kl", "continue", "distill", "actor", "critic"}
@@ -223,7 +225,7 @@ class Agent(nn.Module):
         self.wm = WorldModel(cfg, action_dim, obs_shape, beta_vae, pred_continue=cfg.uses_continue)
         self.behaviour = Behaviour(
             cfg.deter + cfg.stoch, action_dim, cfg.units, cfg.actor_min_std, cfg.imag_horizon, cfg.discount,
-            cfg.lambda_, cfg.actor_entropy,
+            cfg.lambda_, cfg.actor_entropy, cfg.slow_target_update,
         )  # fmt: skip
         # Stored via object.__setattr__ so the teacher is neither a submodule (never in
         # parameters()/optimizers/state_dict of the student) nor moved by .train().
@@ -578,8 +580,6 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
                 losses, metrics = update(agent, opts, batch, eta)
                 scalars.add({**losses, **metrics})
                 updates += 1
-                if updates % cfg.slow_target_update == 0:
-                    agent.behaviour.update_slow_critic()
             if (cfg.image_log_interval and n_updates and step - last_img >= cfg.image_log_interval
                     and batch["obs"].dtype == torch.uint8):  # fmt: skip
                 last_img = step

@@ -117,21 +117,27 @@ class Behaviour(nn.Module):
         min_std: Minimum std of the actor.
         horizon: Imagined states per start, the start included (``imag_horizon``).
         discount, lam, entropy: gamma, lambda of the lambda-returns, actor entropy bonus.
+        slow_every: Copy the critic into the slow critic every this many updates (``slow_target_update``).
     """
 
     def __init__(
         self, feat: int, action_dim: int, units: int, min_std: float, horizon: int, discount: float,
-        lam: float, entropy: float,
+        lam: float, entropy: float, slow_every: int,
     ) -> None:  # fmt: skip
         super().__init__()
         self.actor = Actor(feat, action_dim, units, min_std)
         self.critic = mlp(feat, units, 3, 1)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.horizon, self.discount, self.lam, self.entropy = horizon, discount, lam, entropy
+        self.slow_every = slow_every
+        # Updates so far; a buffer, so checkpoints keep the slow-target schedule.
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
 
-    def update_slow_critic(self) -> None:
-        """Copy the critic into the slow target (``slow_target_fraction: 1``)."""
-        self.slow_critic.load_state_dict(self.critic.state_dict())
+    def _update_slow_critic(self) -> None:
+        """As ``ImagBehavior._update_slow_target``: copy (fraction 1) on updates 0, k, 2k, ..."""
+        if int(self.updates) % self.slow_every == 0:
+            self.slow_critic.load_state_dict(self.critic.state_dict())
+        self.updates += 1
 
     def losses(
         self, wm: nn.Module, start: State, is_terminal: Tensor
@@ -146,6 +152,7 @@ class Behaviour(nn.Module):
         Returns:
             Unscaled ``actor`` and ``critic`` losses and detached diagnostics.
         """
+        self._update_slow_critic()
         # feat (H, N, F), ent (H-1, N), std (H-1, N, A)
         feat, ent, std = imagine(wm.rssm, self.actor, start, self.horizon)
         reward = wm.reward(feat).squeeze(-1)  # (H, N)

@@ -1,0 +1,215 @@
+"""Point reach: a small agent square must reach a target square, from state or from pixels.
+
+A CPU-sized pixel task for world-model agents: the agent has to *see* the target to score (its
+position is drawn, never given), episodes are short, and the reward is dense. Natively vectorized
+with numpy (Gymnasium ``VectorEnv``, same-step autoreset), like ``envs/agv``.
+
+Arena [0, 1]^2. The action (2,) in [-1, 1] moves the agent by ``step_size * action`` (clipped to
+the arena). The reward after each step is minus the agent-target distance; ``info["is_success"]``
+says whether the agent is within ``success_radius`` of the target, so an episode counts as a
+success when it *ends* there. Episodes last ``max_episode_steps`` (truncation; nothing terminates).
+
+Observations: ``"vector"`` mode gives (agent x, y, target x, y) floats; ``"pixels"`` mode a
+64x64x3 uint8 frame: dark floor, green target square, red agent square drawn on top.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+FLOOR, TARGET, AGENT = (40, 40, 40), (40, 200, 60), (230, 50, 40)
+PIXELS = 64
+MARGIN = 5  # pixels between the arena edge and the frame edge, so squares stay inside
+
+
+class PointReachVectorEnv(VectorEnv):
+    """``num_envs`` point-reach tasks stepped together.
+
+    Args:
+        num_envs: Parallel envs.
+        obs_mode: ``"vector"`` or ``"pixels"``.
+        max_episode_steps: Episode length.
+        step_size: Largest move per step and axis (arena units).
+        success_radius: Distance that counts as reaching the target.
+        min_start_distance: Smallest agent-target distance at reset.
+        agent_px, target_px: Side of the agent and target squares in pixels.
+        render_mode: ``None`` or ``"rgb_array"`` (the 64x64 frame of env 0).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.SAME_STEP,
+    }  # fmt: skip
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        obs_mode: str = "vector",
+        max_episode_steps: int = 50,
+        step_size: float = 0.1,
+        success_radius: float = 0.1,
+        min_start_distance: float = 0.3,
+        agent_px: int = 7,
+        target_px: int = 9,
+        render_mode: str | None = None,
+    ) -> None:
+        if obs_mode not in ("vector", "pixels"):
+            raise ValueError(f"obs_mode must be 'vector' or 'pixels', got {obs_mode!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.num_envs, self.obs_mode, self.render_mode = int(num_envs), obs_mode, render_mode
+        self.max_episode_steps, self.step_size = int(max_episode_steps), float(step_size)
+        self.success_radius, self.min_start_distance = float(success_radius), float(min_start_distance)
+        self.agent_px, self.target_px = int(agent_px), int(target_px)
+        if obs_mode == "pixels":
+            self.single_observation_space = spaces.Box(0, 255, (PIXELS, PIXELS, 3), np.uint8)
+        else:
+            self.single_observation_space = spaces.Box(0.0, 1.0, (4,), np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.agent = np.zeros((self.num_envs, 2))
+        self.target = np.zeros((self.num_envs, 2))
+        self.t = np.zeros(self.num_envs, np.int64)
+        self._rng = np.random.default_rng()
+        self._needs_reset = True
+
+    # ---------------------------------------------------------------- state
+
+    def _reset_envs(self, idx: np.ndarray) -> None:
+        """New agent and target positions in [0.1, 0.9]^2 at least ``min_start_distance`` apart."""
+        for i in idx:
+            while True:
+                agent, target = self._rng.uniform(0.1, 0.9, (2, 2))
+                if np.linalg.norm(agent - target) >= self.min_start_distance:
+                    break
+            self.agent[i], self.target[i] = agent, target
+        self.t[idx] = 0
+
+    def distances(self) -> np.ndarray:
+        """Agent-target distance of every env, (N,)."""
+        return np.linalg.norm(self.agent - self.target, axis=1)
+
+    def observe(self, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Observations of envs ``idx``: (n, 4) float32 or (n, 64, 64, 3) uint8."""
+        if self.obs_mode == "vector":
+            return np.concatenate([self.agent[idx], self.target[idx]], 1).astype(np.float32)
+        return draw_frames(self.agent[idx], self.target[idx], self.agent_px, self.target_px)
+
+    # ---------------------------------------------------------------- gymnasium API
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every env; ``seed`` seeds the one generator that places agents and targets."""
+        if options:
+            raise ValueError(f"point reach reset takes no options, got {sorted(options)}")
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._reset_envs(np.arange(self.num_envs))
+        self._needs_reset = False
+        return self.observe(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Move every agent; envs whose episode ended are reset in the same call."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step()")
+        a = np.clip(np.asarray(actions, np.float64).reshape(self.num_envs, 2), -1.0, 1.0)
+        self.agent = np.clip(self.agent + self.step_size * a, 0.0, 1.0)
+        self.t += 1
+        dist = self.distances()
+        reward = (-dist).astype(np.float32)
+        success = dist < self.success_radius
+        terminated = np.zeros(self.num_envs, bool)
+        truncated = self.t >= self.max_episode_steps
+        final_obs = self.observe()
+        obs = final_obs
+        if truncated.any():
+            idx = np.flatnonzero(truncated)
+            self._reset_envs(idx)
+            obs = final_obs.copy()
+            obs[idx] = self.observe(idx)
+        info = {"final_obs": final_obs, "_final_obs": truncated, "is_success": success,
+                "_is_success": np.ones(self.num_envs, bool)}  # fmt: skip
+        return obs, reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        """The 64x64 frame of env 0, or None without a render mode."""
+        if self.render_mode is None:
+            return None
+        return draw_frames(self.agent[:1], self.target[:1], self.agent_px, self.target_px)[0]
+
+
+def to_pixel(pos: np.ndarray) -> np.ndarray:
+    """Arena coordinates (..., 2) -> integer pixel centres (column, row from the top)."""
+    span = PIXELS - 1 - 2 * MARGIN
+    col = MARGIN + np.rint(pos[..., 0] * span)
+    row = MARGIN + np.rint((1.0 - pos[..., 1]) * span)
+    return np.stack([col, row], -1).astype(np.int64)
+
+
+def draw_frames(agent: np.ndarray, target: np.ndarray, agent_px: int, target_px: int) -> np.ndarray:
+    """(n, 64, 64, 3) uint8 frames: floor, target square, agent square on top."""
+    frames = np.empty((agent.shape[0], PIXELS, PIXELS, 3), np.uint8)
+    frames[:] = FLOOR
+    for pos, side, colour in ((target, target_px, TARGET), (agent, agent_px, AGENT)):
+        for i, (c, r) in enumerate(to_pixel(pos)):
+            lo = side // 2
+            frames[i, max(r - lo, 0) : r - lo + side, max(c - lo, 0) : c - lo + side] = colour
+    return frames
+
+
+class PointReachEnv(gym.Env):
+    """One point-reach task: the vector env's code with one env and no autoreset."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.vec = PointReachVectorEnv(1, **kwargs)
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.render_mode = self.vec.render_mode
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        obs, info = self.vec.reset(seed=seed, options=options)
+        return obs[0], info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, term, trunc, info = self.vec.step(np.asarray(action)[None])
+        last = info["final_obs"][0] if trunc[0] else obs[0]
+        if trunc[0]:
+            self.vec._needs_reset = True  # an ended episode needs reset(), as for any gym.Env
+        success = bool(info["is_success"][0])
+        return last, float(reward[0]), bool(term[0]), bool(trunc[0]), {"is_success": success}
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        return self.vec.render()
+
+
+def greedy_action(agent: np.ndarray, target: np.ndarray, step_size: float = 0.1) -> np.ndarray:
+    """Scripted controller: straight to the target, (N, 2) in [-1, 1]."""
+    return np.clip((target - agent) / step_size, -1.0, 1.0).astype(np.float32)
+
+
+def centre_action(agent: np.ndarray, step_size: float = 0.1) -> np.ndarray:
+    """Target-blind controller: to the arena's centre and stay there, (N, 2) in [-1, 1]."""
+    return np.clip((0.5 - agent) / step_size, -1.0, 1.0).astype(np.float32)
+
+
+def register_reach_envs() -> None:
+    """Register ``rlkd/PointReach-v0`` (state) and ``rlkd/PointReach-Pixels-v0`` (64x64 pixels)."""
+    for env_id, mode in (("rlkd/PointReach-v0", "vector"), ("rlkd/PointReach-Pixels-v0", "pixels")):
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point="rlkd.envs.reach:PointReachEnv",
+            vector_entry_point="rlkd.envs.reach:PointReachVectorEnv",
+            max_episode_steps=50,
+            kwargs={"obs_mode": mode},
+        )
