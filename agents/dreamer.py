@@ -170,6 +170,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "imag_horizon": 5, "replay_capacity": 10_000, "checkpoint_interval": 100, "log_interval": 50,
         "image_log_interval": 100, "eta_decay_steps": 200,
     },
+    # One CPU core, ~30 minutes: small model, higher learning rates (chosen by measurement on
+    # Pendulum-v1 and rlkd/PointReach-Pixels-v0, bench/bench_dreamer.py; docs/diswm.md).
+    "cpu": {
+        "deter": 64, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2, "cnn_depth": 8,
+        "batch_size": 16, "batch_length": 32, "model_lr": 1e-3, "actor_lr": 3e-4, "critic_lr": 3e-4,
+        "num_envs": 1, "torch_threads": 1, "total_steps": 50_000, "log_interval": 1_000,
+        "checkpoint_interval": 10_000, "image_log_interval": 5_000,
+    },
     # The paper's DMC settings (DreamerV2 sizes; these equal the dataclass defaults).
     "paper": {
         "batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20,

@@ -37,9 +37,9 @@ class Actor(nn.Module):
     def sample(self, feat: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """Returns (action (..., A), entropy (...), std (..., A)).
 
-        Samples are clipped to the open interval with a straight-through gradient, as dreamer-torch's
-        ``SafeTruncatedNormal``; the entropy is the untruncated Normal's (a documented deviation:
-        dreamer-torch's truncated-normal entropy differs by the mass outside [-1, 1]).
+        Samples are clipped to the open interval with a straight-through gradient, and the entropy
+        is the untruncated Normal's, both as dreamer-torch's ``SafeTruncatedNormal`` (``tools.py``,
+        a ``torch.distributions.Normal`` subclass that only overrides ``sample``).
         """
         mean, std = self(feat)
         if deterministic:

@@ -1,0 +1,281 @@
+"""DreamerV2 learning on CPU: Pendulum-v1 from state (against PPO) and point reach from 64x64 pixels.
+
+Usage::
+
+    python bench/bench_dreamer.py pendulum [--seeds 1 2 3] [--steps 30000] [--ppo-steps 500000]
+    python bench/bench_dreamer.py reach    [--seeds 1 2 3] [--steps 30000]
+        [--out runs/dreamer_bench] [--parallel 2] [--episodes 50]
+
+Trains ``rlkd train --agent dreamer --preset cpu`` (one torch thread, one core each, ``--parallel``
+runs at a time pinned to cores 0, 1, ...), and for ``pendulum`` also rlkd PPO with rl-zoo3's tuned
+Pendulum-v1 hyperparameters (4 envs x 1024 steps, gamma 0.9, lr 1e-3, 10 epochs of 64-sample
+minibatches; without gSDE, which rlkd's PPO lacks). Runs already finished in ``--out`` are kept.
+
+Analysis, fixed before the runs were looked at:
+
+* learning curve: ``charts/episodic_return`` of the training episodes; at every logged step the
+  mean over the trailing 5000 env steps; "steps to threshold" is the first step where that
+  trailing mean reaches the threshold (pendulum: -300, the issue's; reach: 80% of the way from
+  the random to the greedy controller's return);
+* final evaluation: ``--episodes`` episodes of the last checkpoint with the policy's mode
+  (``rlkd eval --deterministic``): mean return and, for reach, success rate;
+* across seeds: mean, 95% Student-t interval and every seed's value; the reference controllers
+  (random, and pendulum: energy pumping + PD; reach: target-blind "go to the centre" and greedy)
+  over the same number of episodes on seeds 10000+.
+
+Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out/<task>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+TASKS = {
+    "pendulum": {"env": "Pendulum-v1", "threshold": -300.0},
+    "reach": {"env": "rlkd/PointReach-Pixels-v0", "threshold": None},
+}
+PPO_ARGS = ["--agent", "ppo", "--preset", "mujoco", "--num-envs", "4", "--num-steps", "1024",
+            "--gamma", "0.9", "--learning-rate", "1e-3", "--update-epochs", "10",
+            "--num-minibatches", "64", "--no-norm-obs", "--no-norm-reward", "--torch-threads", "1",
+            "--log-interval", "4096"]  # fmt: skip
+WINDOW = 5_000
+
+
+def train_jobs(task: str, args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
+    """(run folder, rlkd train arguments) of every run of ``task``."""
+    env = TASKS[task]["env"]
+    out = Path(args.out) / task
+    jobs = []
+    for seed in args.seeds:
+        run = out / f"dreamer__{seed}"
+        jobs.append((run, ["--agent", "dreamer", "--preset", "cpu", "--env", env, "--seed", str(seed),
+                           "--total-steps", str(args.steps), "--run-dir", str(run)]))  # fmt: skip
+        if task == "pendulum":
+            run = out / f"ppo__{seed}"
+            jobs.append((run, [*PPO_ARGS, "--env", env, "--seed", str(seed),
+                               "--total-steps", str(args.ppo_steps), "--run-dir", str(run)]))  # fmt: skip
+    return jobs
+
+
+def finished(run: Path) -> bool:
+    """A run is done when its config's total_steps has a checkpoint."""
+    import yaml
+
+    config = run / "config.yaml"
+    if not config.exists():
+        return False
+    total = yaml.safe_load(config.read_text())["total_steps"]
+    return any(int(p.stem.split("_")[1]) >= total for p in (run / "checkpoints").glob("step_*.pt"))
+
+
+def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
+    """Run the unfinished jobs, ``parallel`` at a time, each pinned to its own core."""
+    todo = [(run, argv) for run, argv in jobs if not finished(run)]
+    running: dict[int, tuple[subprocess.Popen, Path]] = {}
+    while todo or running:
+        for core in range(parallel):
+            if core not in running and todo:
+                run, argv = todo.pop(0)
+                if run.exists():
+                    subprocess.run(["rm", "-rf", str(run)], check=True)  # an unfinished run starts over
+                run.parent.mkdir(parents=True, exist_ok=True)
+                log = open(run.parent / f"{run.name}.log", "w")  # noqa: SIM115 (closed with the process)
+                cmd = ["taskset", "-c", str(core), sys.executable, "-m", "rlkd.cli", "train", *argv]
+                running[core] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), run)
+                print(f"core {core}: {run.name}", flush=True)
+        time.sleep(5)
+        for core, (proc, run) in list(running.items()):
+            if proc.poll() is not None:
+                if proc.returncode != 0:
+                    raise SystemExit(f"{run} failed (exit {proc.returncode}); see {run}.log")
+                del running[core]
+
+
+def episode_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, trailing-5000-step mean of charts/episodic_return) of a run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = acc.Scalars("charts/episodic_return")
+    steps = np.array([e.step for e in events])
+    values = np.array([e.value for e in events])
+    trailing = np.array([values[(steps > s - WINDOW) & (steps <= s)].mean() for s in steps])
+    return steps, trailing
+
+
+def steps_to(steps: np.ndarray, curve: np.ndarray, threshold: float) -> float:
+    """First step at which ``curve`` reaches ``threshold`` (inf if never)."""
+    hit = np.flatnonzero(curve >= threshold)
+    return float(steps[hit[0]]) if hit.size else math.inf
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval over seeds (``rlkd report``'s band); NaN if a value is inf."""
+    from rlkd.analysis import confidence_band
+
+    x = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(x)):
+        return float(np.mean(x)), math.nan, math.nan
+    band = confidence_band(x[:, None])
+    return float(band.mean[0]), float(band.lower[0]), float(band.upper[0])
+
+
+def controller_returns(env_id: str, policy: Callable, episodes: int) -> dict[str, float]:
+    """Mean return (and success) of a scripted ``policy(env, obs) -> actions`` over ``episodes``."""
+    from rlkd.envs import make_vec
+
+    envs = make_vec(env_id, 1, seed=10_000, backend="gymnasium")
+    obs, _ = envs.reset(seed=10_000)
+    returns, successes = [], []
+    while len(returns) < episodes:
+        obs, _, _, _, info = envs.step(policy(envs, obs))
+        if "episode" in info and info["_episode"][0]:
+            returns.append(float(info["episode"]["r"][0]))
+            if "success" in info["episode"]:
+                successes.append(float(info["episode"]["success"][0]))
+    envs.close()
+    out = {"mean_return": float(np.mean(returns))}
+    if successes:
+        out["success_rate"] = float(np.mean(successes))
+    return out
+
+
+def pendulum_energy(envs: object, obs: np.ndarray) -> np.ndarray:
+    """Swing up by pumping energy (full torque along the motion), then balance with a PD law."""
+    cos, sin, vel = obs[0]
+    if cos > 0.85:
+        return np.clip([[-(10.0 * math.atan2(sin, cos) + 2.0 * vel)]], -2.0, 2.0)
+    energy = vel**2 / 6.0 + 5.0 * (cos - 1.0)  # 0 at rest upright (m = l = 1, g = 10)
+    return np.array([[2.0 * np.sign(vel or 1.0) if energy < 0 else -0.5 * np.sign(vel)]])
+
+
+def make_vec_space(env_id: str) -> object:
+    """The single-env action space of ``env_id``."""
+    from rlkd.envs import make_vec
+
+    envs = make_vec(env_id, 1, seed=0, backend="gymnasium")
+    envs.close()
+    return envs.single_action_space
+
+
+def baselines(task: str, episodes: int) -> dict[str, dict[str, float]]:
+    env = TASKS[task]["env"]
+    rng = np.random.default_rng(0)
+    space = make_vec_space(env)
+    uniform = lambda e, o: rng.uniform(space.low, space.high, (1, *space.shape))  # noqa: E731
+    out = {"random": controller_returns(env, uniform, episodes)}
+    if task == "pendulum":
+        out["energy + PD"] = controller_returns(env, pendulum_energy, episodes)
+    else:
+        from rlkd.envs.reach import centre_action, greedy_action
+
+        centre = controller_returns(env, lambda e, o: centre_action(e.unwrapped.agent), episodes)
+        out["target-blind (centre)"] = centre
+        out["greedy"] = controller_returns(
+            env, lambda e, o: greedy_action(e.unwrapped.agent, e.unwrapped.target), episodes
+        )
+    return out
+
+
+def analyse(task: str, args: argparse.Namespace) -> dict:
+    from rlkd.evaluate import evaluate
+
+    out = Path(args.out) / task
+    refs = baselines(task, args.episodes)
+    threshold = TASKS[task]["threshold"]
+    if threshold is None:
+        lo, hi = refs["random"]["mean_return"], refs["greedy"]["mean_return"]
+        threshold = lo + 0.8 * (hi - lo)
+    summary: dict = {"task": task, "threshold": threshold, "baselines": refs, "agents": {}}
+    curves = {}
+    for agent in ("dreamer", "ppo"):
+        runs = [out / f"{agent}__{s}" for s in args.seeds if (out / f"{agent}__{s}").exists()]
+        if not runs:
+            continue
+        per_seed = []
+        for run in runs:
+            steps, curve = episode_curve(run)
+            ev = evaluate(run, "latest", args.episodes, deterministic=True)
+            kept = {k: ev[k] for k in ("mean_return", "success_rate", "checkpoint_step") if k in ev}
+            per_seed.append({"run": run.name, "steps_to_threshold": steps_to(steps, curve, threshold),
+                             "final_trailing_return": float(curve[-1]), **kept})  # fmt: skip
+            curves.setdefault(agent, []).append((steps, curve))
+        keys = [k for k in ("steps_to_threshold", "mean_return", "success_rate") if k in per_seed[0]]
+        stats = {key: t_interval([s[key] for s in per_seed]) for key in keys}
+        summary["agents"][agent] = {"seeds": per_seed, "mean_ci95": stats}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(curves, refs, threshold, out / "curves.png", task)
+    (out / "summary.md").write_text(markdown(summary))
+    print(markdown(summary))
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    lines = [f"task {summary['task']}, threshold {summary['threshold']:.1f}", "",
+             "| agent | steps to threshold | eval return | eval success | per seed (steps; return) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for agent, res in summary["agents"].items():
+        st = res["mean_ci95"]
+        fmt = lambda t, f: f"{t[0]:{f}} [{t[1]:{f}}, {t[2]:{f}}]"  # noqa: E731
+        succ = fmt(st["success_rate"], ".2f") if "success_rate" in st else "-"
+        seeds = "; ".join(f"{s['steps_to_threshold']:.0f}, {s['mean_return']:.1f}" for s in res["seeds"])
+        steps, ret = fmt(st["steps_to_threshold"], ".0f"), fmt(st["mean_return"], ".1f")
+        lines.append(f"| {agent} | {steps} | {ret} | {succ} | {seeds} |")
+    for name, ref in summary["baselines"].items():
+        succ = f"{ref['success_rate']:.2f}" if "success_rate" in ref else "-"
+        lines.append(f"| {name} | - | {ref['mean_return']:.1f} | {succ} | - |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves: dict, refs: dict, threshold: float, path: Path, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for agent, runs in curves.items():
+        for i, (steps, curve) in enumerate(runs):
+            ax.plot(steps, curve, color={"dreamer": "C0", "ppo": "C1"}[agent], alpha=0.8,
+                    label=agent if i == 0 else None)  # fmt: skip
+    for i, (name, ref) in enumerate(refs.items()):
+        ax.axhline(ref["mean_return"], color=f"C{i + 2}", ls="--", label=name)
+    ax.axhline(threshold, color="k", ls=":", label="threshold")
+    ax.set_xscale("log" if "ppo" in curves else "linear")
+    ax.set(xlabel="env steps", ylabel=f"episodic return (trailing {WINDOW} steps)", title=task)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=30_000, help="Dreamer env steps per run")
+    parser.add_argument("--ppo-steps", type=int, default=500_000, help="PPO env steps per run (pendulum)")
+    parser.add_argument("--out", default="runs/dreamer_bench")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
+    parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run and controller")
+    parser.add_argument("--analyse-only", action="store_true", help="skip training")
+    args = parser.parse_args()
+    if not args.analyse_only:
+        run_all(train_jobs(args.task, args), args.parallel)
+    analyse(args.task, args)
+
+
+if __name__ == "__main__":
+    main()
