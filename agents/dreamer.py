@@ -178,6 +178,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_envs": 1, "torch_threads": 1, "total_steps": 50_000, "log_interval": 1_000,
         "checkpoint_interval": 10_000, "image_log_interval": 5_000,
     },
+    # The CPU preset for 64x64 pixels: one update per env step (a train ratio of 256 replayed steps
+    # per env step, the paper's is 500) on 16 x 16 windows and a shorter random prefill, so the
+    # world model gets enough updates within the budget (bench/bench_dreamer.py reach).
+    "cpu-pixels": {
+        "deter": 64, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2, "cnn_depth": 8,
+        "batch_size": 16, "batch_length": 16, "model_lr": 1e-3, "actor_lr": 3e-4, "critic_lr": 3e-4,
+        "num_envs": 1, "torch_threads": 1, "total_steps": 12_000, "train_every": 1, "prefill": 1_000,
+        "log_interval": 500, "checkpoint_interval": 4_000, "image_log_interval": 2_000,
+    },
     # The paper's DMC settings (DreamerV2 sizes; these equal the dataclass defaults).
     "paper": {
         "batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20,

@@ -2,12 +2,12 @@
 
 Usage::
 
-    python bench/bench_dreamer.py pendulum [--seeds 1 2 3] [--steps 30000] [--ppo-steps 500000]
-    python bench/bench_dreamer.py reach    [--seeds 1 2 3] [--steps 30000]
+    python bench/bench_dreamer.py pendulum [--seeds 1 2 3] [--steps 30000] [--ppo-steps 300000]
+    python bench/bench_dreamer.py reach    [--seeds 1 2 3] [--steps 12000]
         [--out runs/dreamer_bench] [--parallel 2] [--episodes 50]
 
-Trains ``rlkd train --agent dreamer --preset cpu`` (one torch thread, one core each, ``--parallel``
-runs at a time pinned to cores 0, 1, ...), and for ``pendulum`` also rlkd PPO with rl-zoo3's tuned
+Trains ``rlkd train --agent dreamer --preset cpu`` (``cpu-pixels`` for reach; one torch thread,
+one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ...), and for ``pendulum`` also rlkd PPO with rl-zoo3's tuned
 Pendulum-v1 hyperparameters (4 envs x 1024 steps, gamma 0.9, lr 1e-3, 10 epochs of 64-sample
 minibatches; without gSDE, which rlkd's PPO lacks). Runs already finished in ``--out`` are kept.
 
@@ -40,8 +40,9 @@ from pathlib import Path
 import numpy as np
 
 TASKS = {
-    "pendulum": {"env": "Pendulum-v1", "threshold": -300.0},
-    "reach": {"env": "rlkd/PointReach-Pixels-v0", "threshold": None},
+    "pendulum": {"env": "Pendulum-v1", "threshold": -300.0, "preset": "cpu", "steps": 30_000},
+    "reach": {"env": "rlkd/PointReach-Pixels-v0", "threshold": None, "preset": "cpu-pixels",
+              "steps": 12_000},
 }
 PPO_ARGS = ["--agent", "ppo", "--preset", "mujoco", "--num-envs", "4", "--num-steps", "1024",
             "--gamma", "0.9", "--learning-rate", "1e-3", "--update-epochs", "10",
@@ -57,8 +58,10 @@ def train_jobs(task: str, args: argparse.Namespace) -> list[tuple[Path, list[str
     jobs = []
     for seed in args.seeds:
         run = out / f"dreamer__{seed}"
-        jobs.append((run, ["--agent", "dreamer", "--preset", "cpu", "--env", env, "--seed", str(seed),
-                           "--total-steps", str(args.steps), "--run-dir", str(run)]))  # fmt: skip
+        preset = TASKS[task]["preset"]
+        jobs.append((run, ["--agent", "dreamer", "--preset", preset, "--env", env, "--seed", str(seed),
+                           "--total-steps", str(args.steps or TASKS[task]["steps"]),
+                           "--run-dir", str(run)]))  # fmt: skip
         if task == "pendulum":
             run = out / f"ppo__{seed}"
             jobs.append((run, [*PPO_ARGS, "--env", env, "--seed", str(seed),
@@ -265,8 +268,8 @@ def main() -> None:
     )
     parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, default=30_000, help="Dreamer env steps per run")
-    parser.add_argument("--ppo-steps", type=int, default=500_000, help="PPO env steps per run (pendulum)")
+    parser.add_argument("--steps", type=int, help="Dreamer env steps per run (pendulum 30000, reach 12000)")
+    parser.add_argument("--ppo-steps", type=int, default=300_000, help="PPO env steps per run (pendulum)")
     parser.add_argument("--out", default="runs/dreamer_bench")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run and controller")
