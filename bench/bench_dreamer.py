@@ -7,9 +7,10 @@ Usage::
         [--out runs/dreamer_bench] [--parallel 2] [--episodes 50]
 
 Trains ``rlkd train --agent dreamer --preset cpu`` (``cpu-pixels`` for reach; one torch thread,
-one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ...), and for ``pendulum`` also
-rlkd PPO with rl-zoo3's tuned Pendulum-v1 hyperparameters (4 envs x 1024 steps, gamma 0.9, lr 1e-3, 10 epochs of 64-sample
-minibatches; without gSDE, which rlkd's PPO lacks). Runs already finished in ``--out`` are kept.
+one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ...), and for ``pendulum``
+also rlkd PPO with rl-zoo3's tuned Pendulum-v1 hyperparameters (4 envs x 1024 steps, gamma 0.9,
+lr 1e-3, 10 epochs of 64-sample minibatches; without gSDE, which rlkd's PPO lacks). Runs already
+finished in ``--out`` are kept.
 
 Analysis, fixed before the runs were looked at:
 
