@@ -495,6 +495,80 @@ def build_agent(
     return agent, teacher
 
 
+@dataclasses.dataclass
+class Counters:
+    """Loop state that checkpoints keep besides the networks: steps, updates, schedule credits."""
+
+    step: int = 0
+    updates: int = 0
+    switched: bool = False
+    train_credit: int = 0
+
+
+def restore(
+    checkpoint: dict, agent: Agent, teacher: nn.Module | None, opts: dict[str, torch.optim.Optimizer],
+    replay: Replay,
+) -> Counters:  # fmt: skip
+    """Load every weight, optimizer, RNG state, counter and (if saved) the replay of a checkpoint."""
+    st = checkpoint["state"]
+    agent.load_state_dict(st["agent"])
+    if teacher is not None:
+        teacher.load_state_dict(st["teacher"])
+    for name, opt in opts.items():
+        opt.load_state_dict(st["opts"][name])
+    if "replay" in st:
+        replay.load_state_dict(st["replay"])
+    set_rng_state(st["rng"])
+    step, credit = int(checkpoint["step"]), int(st["train_credit"])
+    return Counters(step, int(st["updates"]), bool(st["switched"]), credit)
+
+
+def checkpoint_state(
+    cfg: DreamerConfig, agent: Agent, teacher: nn.Module | None, opts: dict[str, torch.optim.Optimizer],
+    replay: Replay, counters: Counters, obs_shape: tuple[int, ...], bounds: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:  # fmt: skip
+    """What :func:`restore` and :func:`load_policy` need, as plain data."""
+    state: dict[str, Any] = {
+        "agent": agent.state_dict(), "opts": {k: o.state_dict() for k, o in opts.items()},
+        "rng": rng_state(), "updates": counters.updates, "switched": counters.switched,
+        "train_credit": counters.train_credit, "meta": model_meta(cfg), "action_dim": len(bounds[0]),
+        "obs_shape": list(obs_shape), "beta_vae": cfg.mode != "none",
+        "action_low": torch.from_numpy(bounds[0]), "action_high": torch.from_numpy(bounds[1]),
+    }  # fmt: skip
+    if teacher is not None:
+        state["teacher"] = teacher.state_dict()
+    if cfg.checkpoint_replay:
+        state["replay"] = replay.state_dict()
+    return state
+
+
+def store(
+    replay: Replay, info: dict[str, Any], next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+    term: np.ndarray, done: np.ndarray,
+) -> None:  # fmt: skip
+    """Add one vector step to the replay; an ended episode adds its last observation and the next
+    episode's first (zero action, ``is_first``), as the same-step autoreset returns both at once."""
+    real_next = final_observations(info, next_obs) if done.any() else next_obs
+    zero_act = np.zeros(action.shape[1], np.float32)
+    for i in range(len(done)):
+        replay.add(i, real_next[i], action[i], float(reward[i]), False, bool(term[i] and done[i]))
+        if done[i]:
+            replay.add(i, next_obs[i], zero_act, 0.0, True, False)
+
+
+def updates_due(cfg: DreamerConfig, counters: Counters, replay: Replay, prefill_done: bool) -> int:
+    """Updates to run after this vector step: ``train_steps`` every ``train_every`` agent steps,
+    plus ``prefill_updates`` once when the prefill ends (the official ``pretrain: 100``)."""
+    n_updates = 0 if prefill_done else cfg.prefill_updates
+    counters.train_credit += cfg.num_envs
+    while counters.train_credit >= cfg.train_every:
+        counters.train_credit -= cfg.train_every
+        n_updates += cfg.train_steps
+    # After a resume without the saved replay (or with many envs sharing the prefill), wait until
+    # some env has a whole batch_length window instead of failing.
+    return n_updates if replay.has_window(cfg.batch_length) else 0
+
+
 def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     """Train online; ``checkpoint`` (a payload of this run) resumes from its step.
 
@@ -505,131 +579,86 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     device = cfg.device
-    envs, _, (act_low, act_high) = make_envs(cfg)
+    envs, _, bounds = make_envs(cfg)
     obs_space = envs.single_observation_space
-    obs_shape, action_dim = tuple(obs_space.shape), int(act_low.shape[0])
+    obs_shape, action_dim = tuple(obs_space.shape), int(bounds[0].shape[0])
     agent, teacher = build_agent(cfg, obs_shape, action_dim, checkpoint is not None)
     opts = build_optimizers(agent, cfg)
     replay = Replay(cfg.num_envs, cfg.replay_capacity, obs_shape, obs_space.dtype, action_dim, cfg.seed)
-
-    step, updates, switched, train_credit = 0, 0, False, 0
-    if checkpoint is not None:
-        st = checkpoint["state"]
-        agent.load_state_dict(st["agent"])
-        if teacher is not None:
-            teacher.load_state_dict(st["teacher"])
-        for name, opt in opts.items():
-            opt.load_state_dict(st["opts"][name])
-        if "replay" in st:
-            replay.load_state_dict(st["replay"])
-        set_rng_state(st["rng"])
-        step, updates, switched = int(checkpoint["step"]), int(st["updates"]), bool(st["switched"])
-        train_credit = int(st["train_credit"])
+    n = restore(checkpoint, agent, teacher, opts, replay) if checkpoint is not None else Counters()
     # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
     # the eta formula always sees the step at which the model was built (after prefill): eta is
     # frozen at its initial value. `official_eta_bug` reproduces that.
-    frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
-    if switched:
+    frozen_eta = eta_schedule(cfg, max(n.step, cfg.prefill))
+    if n.switched:
         set_color_set(envs, cfg.color_switch_to)
 
-    obs, _ = envs.reset(seed=cfg.seed + step)
-    envs.action_space.seed(cfg.seed + step)
+    obs, _ = envs.reset(seed=cfg.seed + n.step)
+    envs.action_space.seed(cfg.seed + n.step)
     first = np.ones(cfg.num_envs, bool)
-    zero_act = np.zeros(action_dim, np.float32)
     for i in range(cfg.num_envs):
-        replay.add(i, obs[i], zero_act, 0.0, True, False)
+        replay.add(i, obs[i], np.zeros(action_dim, np.float32), 0.0, True, False)
     latent = agent.wm.rssm.initial(cfg.num_envs, device)
     prev_action = torch.zeros(cfg.num_envs, action_dim, device=device)
 
-    progress = Progress(cfg.total_steps, step, label(cfg))
-    last_log = last_img = last_ckpt = step
-    t0, s0 = time.time(), step
+    progress = Progress(cfg.total_steps, n.step, label(cfg))
+    last_log = last_img = last_ckpt = n.step
+    t0, s0 = time.time(), n.step
     episodes: dict[str, list[float]] = {"return": [], "length": [], "success": []}
     scalars = Scalars()
-    prefill_done = step >= cfg.prefill
-    while step < cfg.total_steps:
+    prefill_done = n.step >= cfg.prefill
+    while n.step < cfg.total_steps:
         # ---- act (the latent follows the observations during prefill too, so the first policy
         # step after it starts from a filtered state, not from zeros mid-episode)
         with torch.no_grad():
-            obs_t = torch.as_tensor(obs, device=device)
-            first_t = torch.as_tensor(first, device=device)
+            obs_t, first_t = torch.as_tensor(obs, device=device), torch.as_tensor(first, device=device)
             latent, act_t = agent.policy_step(latent, prev_action, obs_t, first_t, deterministic=False)
-        if step < cfg.prefill:
+        if n.step < cfg.prefill:
             action = np.random.uniform(-1.0, 1.0, (cfg.num_envs, action_dim)).astype(np.float32)
         else:
             action = act_t.cpu().numpy().astype(np.float32)
-        next_obs, reward, term, trunc, info = envs.step(to_env_action(action, act_low, act_high))
+        next_obs, reward, term, trunc, info = envs.step(to_env_action(action, *bounds))
         done = np.logical_or(term, trunc)
-        real_next = final_observations(info, next_obs) if done.any() else next_obs
-        for i in range(cfg.num_envs):
-            if done[i]:
-                replay.add(i, real_next[i], action[i], float(reward[i]), False, bool(term[i]))
-                replay.add(i, next_obs[i], zero_act, 0.0, True, False)
-            else:
-                replay.add(i, next_obs[i], action[i], float(reward[i]), False, False)
+        store(replay, info, next_obs, action, reward, term, done)
         record_episodes(info, episodes)
         prev_action = torch.as_tensor(action, device=device) * torch.as_tensor(~done, device=device)[:, None]
         obs, first = next_obs, done
-        step += cfg.num_envs
+        n.step += cfg.num_envs
 
         # ---- colour-distractor switch at half of training (official dreamer.py main loop)
-        if cfg.color_switch and not switched and step >= cfg.total_steps // 2:
+        if cfg.color_switch and not n.switched and n.step >= cfg.total_steps // 2:
             set_color_set(envs, cfg.color_switch_to)
-            switched = True
-            run.log_scalars(step, {"charts/color_switch": 1.0})
+            n.switched = True
+            run.log_scalars(n.step, {"charts/color_switch": 1.0})
 
         # ---- learn
-        eta = frozen_eta if cfg.official_eta_bug else eta_schedule(cfg, step)
-        if step >= cfg.prefill:
-            n_updates = 0
-            if not prefill_done:
-                prefill_done, n_updates = True, cfg.prefill_updates
-            train_credit += cfg.num_envs
-            while train_credit >= cfg.train_every:
-                train_credit -= cfg.train_every
-                n_updates += cfg.train_steps
-            if not replay.has_window(cfg.batch_length):
-                # After a resume without the saved replay (or with many envs sharing the prefill),
-                # wait until some env has a whole batch_length window instead of failing.
-                n_updates = 0
+        eta = frozen_eta if cfg.official_eta_bug else eta_schedule(cfg, n.step)
+        if n.step >= cfg.prefill:
+            n_updates = updates_due(cfg, n, replay, prefill_done)
+            prefill_done = True
             for _ in range(n_updates):
                 batch = to_torch(replay.sample(cfg.batch_size, cfg.batch_length), device)
                 losses, metrics = update(agent, opts, batch, eta)
                 scalars.add({**losses, **metrics})
-                updates += 1
-            if (cfg.image_log_interval and n_updates and step - last_img >= cfg.image_log_interval
+                n.updates += 1
+            if (cfg.image_log_interval and n_updates and n.step - last_img >= cfg.image_log_interval
                     and batch["obs"].dtype == torch.uint8):  # fmt: skip
-                last_img = step
-                log_images(run, agent, batch, metrics["recon"], step)
+                last_img = n.step
+                log_images(run, agent, batch, metrics["recon"], n.step)
 
-        # ---- log
-        if step - last_log >= cfg.log_interval or step >= cfg.total_steps:
-            last_log = step
-            sps = (step - s0) / max(time.time() - t0, 1e-9)
-            logged: dict[str, float | Tensor] = {
-                "charts/SPS": sps, "world_model/eta": eta, "charts/updates": updates,
-            }  # fmt: skip
-            logged |= episode_means(episodes)
-            if scalars.count:
-                logged |= tagged(scalars.pop())
-            run.log_scalars(step, logged)
-            progress.update(step, SPS=sps, ret=logged.get("charts/episodic_return"))
-
-        # ---- checkpoint
-        if step - last_ckpt >= cfg.checkpoint_interval or step >= cfg.total_steps:
-            last_ckpt = step
-            state: dict[str, Any] = {
-                "agent": agent.state_dict(), "opts": {k: o.state_dict() for k, o in opts.items()},
-                "rng": rng_state(), "updates": updates, "switched": switched, "train_credit": train_credit,
-                "meta": model_meta(cfg), "action_dim": action_dim, "obs_shape": list(obs_shape),
-                "beta_vae": cfg.mode != "none", "action_low": torch.from_numpy(act_low),
-                "action_high": torch.from_numpy(act_high),
-            }  # fmt: skip
-            if teacher is not None:
-                state["teacher"] = teacher.state_dict()
-            if cfg.checkpoint_replay:
-                state["replay"] = replay.state_dict()
-            run.save_checkpoint(step, state, keep=cfg.keep_checkpoints)
+        # ---- log and checkpoint
+        if n.step - last_log >= cfg.log_interval or n.step >= cfg.total_steps:
+            last_log = n.step
+            sps = (n.step - s0) / max(time.time() - t0, 1e-9)
+            logged: dict[str, float | Tensor] = {"charts/SPS": sps, "world_model/eta": eta,
+                                                 "charts/updates": n.updates}  # fmt: skip
+            logged |= episode_means(episodes) | (tagged(scalars.pop()) if scalars.count else {})
+            run.log_scalars(n.step, logged)
+            progress.update(n.step, SPS=sps, ret=logged.get("charts/episodic_return"))
+        if n.step - last_ckpt >= cfg.checkpoint_interval or n.step >= cfg.total_steps:
+            last_ckpt = n.step
+            state = checkpoint_state(cfg, agent, teacher, opts, replay, n, obs_shape, bounds)
+            run.save_checkpoint(n.step, state, keep=cfg.keep_checkpoints)
     progress.close()
     envs.close()
     run.close()
