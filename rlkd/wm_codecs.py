@@ -29,6 +29,16 @@ def preprocess(obs: Tensor) -> Tensor:
     return obs
 
 
+def kaiming_init(module: nn.Module) -> None:
+    """The official beta-VAE's ``weight_init`` (``beta_vae.py``, ``kaiming_init``): Kaiming-normal
+    weights (fan-in, gain sqrt 2) and zero biases for every ``Linear`` and ``Conv2d`` (transposed
+    convolutions keep PyTorch's default, as there)."""
+    for m in module.modules():
+        if type(m) in (nn.Linear, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def _frames(image: Tensor) -> Tensor:
     """Preprocessed (..., 64, 64, 3) -> (N, 3, 64, 64), channels-last in memory (no copy)."""
     return image.reshape(-1, *image.shape[-3:]).movedim(-1, -3)
@@ -110,6 +120,7 @@ class BetaVAEEncoder(nn.Module):
         # at the paper's depth 32 (bench/bench_diswm.py); preprocess() already yields NHWC memory.
         self.convs.to(memory_format=torch.channels_last)
         self.head = nn.Linear(8 * d, 2 * z_dim)
+        kaiming_init(self)
 
     def forward(self, image: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         lead = image.shape[:-3]
@@ -135,6 +146,7 @@ class BetaVAEDecoder(nn.Module):
         )  # fmt: skip
         self.deconvs.to(memory_format=torch.channels_last)
         self.depth = d
+        kaiming_init(self)
 
     def forward(self, feat: Tensor) -> Tensor:
         lead = feat.shape[:-1]

@@ -262,3 +262,14 @@ def test_debug_preset_trains_on_the_default_env_and_logs_the_diagnostics(tmp_pat
     mse = [e.value for e in acc.Scalars("world_model/reward_mse")]
     loss = [e.value for e in acc.Scalars("losses/reward")]
     assert loss == pytest.approx(mse, rel=1e-5)
+
+
+def test_beta_vae_uses_the_official_kaiming_init_and_dreamerv2_parts_torch_defaults() -> None:
+    torch.manual_seed(0)
+    enc = BetaVAEEncoder(z_dim=20, depth=32)
+    first = enc.convs[0]  # fan-in 3 * 4 * 4 = 48
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / 48), rel=0.1)
+    assert first.bias.abs().max() == 0 and enc.head.bias.abs().max() == 0
+    # DreamerV2's conv encoder keeps PyTorch's default: uniform in +-1/sqrt(fan_in), biases nonzero.
+    plain = ConvEncoder(depth=32).convs[0]
+    assert plain.weight.abs().max() <= 1 / math.sqrt(48) and plain.bias.abs().max() > 0
