@@ -9,9 +9,10 @@ Agents served by this module (``--agent``):
 
 * ``dreamer`` - DreamerV2 from scratch, as the official DisWM code's baseline (``beta_vae: False``):
   DreamerV2's conv encoder/decoder for 64x64 pixels, MLPs for vector observations;
-* ``diswm``   - the same agent whose ``finetune`` mode resolves to ``distill``: a frozen teacher
-  encoder (from ``--pretrained RUN_DIR``, made by ``rlkd pretrain``) is distilled into the student's
-  beta-VAE latent with weight eta (Sec. 3.2 of the paper);
+* ``diswm``   - the same agent whose ``finetune`` mode resolves to ``distill``: a teacher encoder
+  (from ``--pretrained RUN_DIR``, made by ``rlkd pretrain``; frozen unless
+  ``--official-teacher-drift``) is distilled into the student's beta-VAE latent with weight eta
+  (Sec. 3.2 of the paper);
 * ``--finetune naive`` - naive fine-tuning baseline: the student starts from the pretrained
   encoder, RSSM and decoder, with no distillation.
 
@@ -38,6 +39,7 @@ from rlkd.rssm import RSSM, State
 from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
 from rlkd.wm_codecs import BetaVAEEncoder, preprocess
 from rlkd.world_model import (
+    Distillation,
     WorldModel,
     WorldModelConfig,
     check_compatible,
@@ -69,11 +71,17 @@ class DreamerConfig(WorldModelConfig):
     eta_final: float = 0.01
     """Distillation weight after eta_decay_steps (paper: 0.01)."""
     eta_decay_steps: int = 50_000
-    """Agent steps over which eta anneals linearly from eta_init to eta_final."""
+    """eta = eta_init * max(1 - (step - delay) / eta_decay_steps, eta_final / eta_init) (official formula)."""
     distill_delay_steps: int = 0
     """Agent steps without distillation first (0 same-domain; 50000 for cross-domain transfer)."""
-    official_eta_bug: bool = False
-    """Reproduce the official code: eta frozen at its initial value, teacher params in the optimizer."""
+    distill_latents: str = "samples"
+    """samples: the encoders' reparameterised z, as the official code; means: the posterior means."""
+    distill_reduction: str = "batchmean"
+    """batchmean: the official kl_div reduction on (B, T, Z), summed over time; mean: per-step mean."""
+    official_frozen_eta: bool = False
+    """Reproduce the official eta, frozen at its value at the step the world model was built."""
+    official_teacher_drift: bool = False
+    """Reproduce the official teacher, trained by the distillation gradient (and in the optimizer)."""
     color_switch: bool = False
     """Switch the env's distractor colour set at half of training (the official transfer setting)."""
     color_switch_to: str = "test"
@@ -154,6 +162,10 @@ class DreamerConfig(WorldModelConfig):
             raise UserError(f"--imag-horizon counts the start state: at least 2, got {self.imag_horizon}")
         if self.replay_capacity < self.num_envs * (self.batch_length + 1):
             raise UserError("--replay-capacity must hold at least batch_length + 1 steps per environment")
+        if self.distill_latents not in ("samples", "means"):
+            raise UserError(f"--distill-latents must be samples or means, got {self.distill_latents!r}")
+        if self.distill_reduction not in ("batchmean", "mean"):
+            raise UserError(f"--distill-reduction must be batchmean or mean, got {self.distill_reduction!r}")
         unknown = set(self.loss_scales) - {"image", "reward", "kl", "continue", "distill", "actor", "critic"}
         if unknown:
             raise UserError(f"--loss-scales has unknown keys {sorted(unknown)}")
@@ -202,17 +214,18 @@ def label(cfg: DreamerConfig) -> str:
 
 
 def eta_schedule(cfg: DreamerConfig, step: int) -> float:
-    """Distillation weight at agent step ``step`` (the paper's intent: a real annealing).
+    """Distillation weight at agent step ``step``: the official formula.
 
-    0 during ``distill_delay_steps`` (cross-domain), then linear from ``eta_init`` to ``eta_final``
-    over ``eta_decay_steps``, then constant. The official code (``models.py``,
-    ``WorldModel._train``) uses ``0.1 * max(1 - step / 50000, 0.1)`` same-domain and
-    ``0.1 * max(2 - step / 50000, 0.1)`` after 50k steps cross-domain: the same shape.
+    ``models.py``, ``WorldModel._train``: ``eta = max(1 - step / 50000, 0.1) * 0.1`` same-domain,
+    and for cross-domain transfer 0 before step 50000, then ``max(2 - step / 50000, 0.1) * 0.1``.
+    With ``d = distill_delay_steps`` (0 or 50000) both read
+    ``eta_init * max(1 - (step - d) / eta_decay_steps, eta_final / eta_init)``, so eta reaches
+    ``eta_final`` at ``d + 0.9 * eta_decay_steps`` with the defaults.
     """
     if cfg.mode != "distill" or step < cfg.distill_delay_steps:
         return 0.0
-    frac = min(1.0, (step - cfg.distill_delay_steps) / cfg.eta_decay_steps)
-    return cfg.eta_init + (cfg.eta_final - cfg.eta_init) * frac
+    progress = (step - cfg.distill_delay_steps) / cfg.eta_decay_steps
+    return cfg.eta_init * max(1.0 - progress, cfg.eta_final / cfg.eta_init)
 
 
 # ============================================================================ agent
@@ -245,10 +258,12 @@ class Agent(nn.Module):
             cfg.lambda_, cfg.actor_entropy, cfg.slow_target_update,
         )  # fmt: skip
         # Stored via object.__setattr__ so the teacher is neither a submodule (never in
-        # parameters()/optimizers/state_dict of the student) nor moved by .train().
+        # parameters()/state_dict of the student) nor moved by .train().
         object.__setattr__(self, "teacher", teacher)
         if teacher is not None:
-            teacher.requires_grad_(False).eval()
+            # Official code: `tools.RequiresGrad(self)` in `WorldModel._train` re-enables gradients on
+            # every submodule, `encoder_distillation` included, so its teacher drifts.
+            teacher.requires_grad_(cfg.official_teacher_drift).eval()
 
     def policy_step(
         self, state: State, prev_action: Tensor, obs: Tensor, first: Tensor, deterministic: bool
@@ -267,7 +282,7 @@ class Agent(nn.Module):
 def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, torch.optim.Optimizer]:
     """Adam for model, actor and critic (eps 1e-5, dreamer-torch)."""
     model_params = list(agent.wm.parameters())
-    if cfg.official_eta_bug and agent.teacher is not None:
+    if cfg.official_teacher_drift and agent.teacher is not None:
         # Official code (models.py, WorldModel.__init__): the teacher `encoder_distillation` is a
         # submodule, so `self.parameters()` hands its weights to the model optimizer.
         model_params += list(agent.teacher.parameters())
@@ -334,13 +349,18 @@ def update(
     cfg = agent.cfg
     scales = cfg.loss_scales
     # ---- world model (encoder, RSSM, decoder, heads) + DisWM distillation
-    wm_losses, post, metrics = agent.wm.loss(batch, agent.teacher, eta)
+    distill = None
+    if agent.teacher is not None and eta > 0.0:
+        distill = Distillation(
+            agent.teacher, samples=cfg.distill_latents == "samples",
+            per_step=cfg.distill_reduction == "mean", drift=cfg.official_teacher_drift,
+        )  # fmt: skip
+    wm_losses, post, metrics = agent.wm.loss(batch, distill)
     weighted = {k: v * scales.get(k, 1.0) for k, v in wm_losses.items()}
     if "distill" in weighted:
         weighted["distill"] = weighted["distill"] * eta
-    metrics["grad_norm_model"] = clip_step(
-        opts["model"], sum(weighted.values()), list(agent.wm.parameters()), cfg.grad_clip
-    )
+    model_params = [p for g in opts["model"].param_groups for p in g["params"]]
+    metrics["grad_norm_model"] = clip_step(opts["model"], sum(weighted.values()), model_params, cfg.grad_clip)
     metrics["reward_var"] = batch["reward"].var()
     # ---- behaviour: imagination from every posterior state (B*T starts)
     beh = agent.behaviour
@@ -588,7 +608,7 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     n = restore(checkpoint, agent, teacher, opts, replay) if checkpoint is not None else Counters()
     # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
     # the eta formula always sees the step at which the model was built (after prefill): eta is
-    # frozen at its initial value. `official_eta_bug` reproduces that.
+    # frozen at its initial value. `official_frozen_eta` reproduces that.
     frozen_eta = eta_schedule(cfg, max(n.step, cfg.prefill))
     if n.switched:
         set_color_set(envs, cfg.color_switch_to)
@@ -632,7 +652,7 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             run.log_scalars(n.step, {"charts/color_switch": 1.0})
 
         # ---- learn
-        eta = frozen_eta if cfg.official_eta_bug else eta_schedule(cfg, n.step)
+        eta = frozen_eta if cfg.official_frozen_eta else eta_schedule(cfg, n.step)
         if n.step >= cfg.prefill:
             n_updates = updates_due(cfg, n, replay, prefill_done)
             prefill_done = True

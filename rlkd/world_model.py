@@ -146,23 +146,46 @@ def sum_squared_error(pred: Tensor, target: Tensor) -> Tensor:
     return _SumSquaredError.apply(pred, target)
 
 
-def distill_loss(student: Tensor, teacher: Tensor) -> Tensor:
+@dataclasses.dataclass(frozen=True)
+class Distillation:
+    """How DisWM distils a teacher encoder into the student (``WorldModel.loss``).
+
+    Attributes:
+        teacher: The pretrained beta-VAE encoder.
+        samples: Distil the reparameterised z of both encoders, as the official code
+            (``models.py``: ``embed``/``embed_dis`` are ``BetaVAE_H_Encoder``'s ``z_vae``); False uses
+            the posterior means (deterministic: identical encoders give exactly 0).
+        per_step: Average the KL over batch and time; False is the official
+            ``reduction='batchmean'`` on (B, T, Z), which divides by B only (sums over time).
+        drift: Let the distillation gradient reach the teacher, as the official code does.
+    """
+
+    teacher: nn.Module
+    samples: bool = True
+    per_step: bool = False
+    drift: bool = False
+
+
+def distill_loss(student: Tensor, teacher: Tensor, per_step: bool = False) -> Tensor:
     """DisWM latent distillation: KL(softmax(teacher) || softmax(student)) over the latent axis.
 
-    Official code: ``models.py`` ``kl_loss_distillation`` (``F.kl_div(log_softmax(student),
-    softmax(teacher))``). We average over every leading axis (per-sample KL); the official
-    ``reduction='batchmean'`` on (B, T, Z) tensors divides by B only, i.e. also sums over time.
+    Official code: ``models.py`` ``kl_loss_distillation``: ``F.kl_div(log_softmax(student),
+    softmax(teacher), reduction='batchmean')``, which on (B, T, Z) latents sums the per-step KL
+    over T and averages it over B. Gradients reach ``teacher`` too unless it is detached (the
+    official code does not detach it).
 
     Args:
-        student: (..., Z) student latents (receive gradients).
-        teacher: (..., Z) teacher latents (treated as constants).
+        student: (B, T, Z) student latents.
+        teacher: (B, T, Z) teacher latents.
+        per_step: Average over B and T instead (T times smaller than the official value).
 
     Returns:
-        Scalar mean KL.
+        Scalar KL.
     """
     log_p_student = F.log_softmax(student, dim=-1)
-    log_p_teacher = F.log_softmax(teacher.detach(), dim=-1)
-    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
+    log_p_teacher = F.log_softmax(teacher, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)  # (B, T)
+    return kl.mean() if per_step else kl.sum() / kl.shape[0]
 
 
 def obs_kind(shape: tuple[int, ...], dtype: Any) -> str:
@@ -226,15 +249,15 @@ class WorldModel(nn.Module):
         return self.encoder(x), None, None
 
     def loss(
-        self, batch: dict[str, Tensor], teacher: nn.Module | None = None, eta: float = 0.0
+        self, batch: dict[str, Tensor], distill: Distillation | None = None
     ) -> tuple[dict[str, Tensor], State, dict[str, Tensor]]:
         """World-model losses on a batch of sequences.
 
         Args:
             batch: ``obs`` (B, T, *obs_shape), ``action`` (B, T, A) (ignored when action-free),
                 ``reward`` (B, T), ``is_first`` bool (B, T), ``is_terminal`` bool (B, T).
-            teacher: Frozen pretrained encoder for DisWM distillation, or None.
-            eta: Weight of the distillation loss (0 skips computing the teacher).
+            distill: The DisWM teacher and how to distil it, or None (no ``distill`` loss; callers
+                pass None while eta is 0).
 
         Returns:
             Unscaled losses (``image``: the observation NLL, plus ``beta * vae_kl`` with the beta-VAE
@@ -266,11 +289,11 @@ class WorldModel(nn.Module):
         if self.cont is not None:
             cont_target = (~batch["is_terminal"]).to(torch.float32)
             losses["continue"] = F.binary_cross_entropy_with_logits(self.cont(feat).squeeze(-1), cont_target)
-        if teacher is not None and eta > 0.0:
-            with torch.no_grad():
-                t_mu, _, _ = teacher(x, sample=False)
-            # Distil on the posterior means: deterministic, so identical weights give exactly 0.
-            losses["distill"] = distill_loss(mu, t_mu)
+        if distill is not None:
+            with torch.set_grad_enabled(distill.drift):
+                t_mu, _, t_z = distill.teacher(x, sample=distill.samples)
+            student, teacher = (embed, t_z) if distill.samples else (mu, t_mu)
+            losses["distill"] = distill_loss(student, teacher, distill.per_step)
         post = {k: v.detach() for k, v in post.items()}
         return losses, post, {**metrics, "recon": recon.detach()}
 

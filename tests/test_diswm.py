@@ -146,15 +146,18 @@ def test_missing_key_is_rejected(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- eta and switches
 
 
-def test_eta_schedule_anneals_and_official_bug_freezes(tmp_path: Path) -> None:
+def test_eta_schedule_is_the_official_formula() -> None:
     cfg = dataclasses.replace(dreamer.DreamerConfig(), agent="diswm", pretrained="x")
-    assert dreamer.eta_schedule(cfg, 0) == pytest.approx(0.1)
-    assert dreamer.eta_schedule(cfg, 25_000) == pytest.approx(0.055)
-    assert dreamer.eta_schedule(cfg, 50_000) == pytest.approx(0.01)
-    assert dreamer.eta_schedule(cfg, 90_000) == pytest.approx(0.01)
     cross = dataclasses.replace(cfg, distill_delay_steps=50_000)
-    assert dreamer.eta_schedule(cross, 49_999) == 0.0
-    assert dreamer.eta_schedule(cross, 50_000) == pytest.approx(0.1)
+    # models.py: same-domain 0.1 * max(1 - step / 50000, 0.1); cross-domain 0 before 50k, then
+    # 0.1 * max(2 - step / 50000, 0.1).
+    table = {0: (0.1, 0.0), 10_000: (0.08, 0.0), 25_000: (0.05, 0.0), 45_000: (0.01, 0.0),
+             49_999: (0.01, 0.0), 50_000: (0.01, 0.1), 75_000: (0.01, 0.05), 95_000: (0.01, 0.01),
+             200_000: (0.01, 0.01)}  # fmt: skip
+    for step, (same, crossed) in table.items():
+        assert dreamer.eta_schedule(cfg, step) == pytest.approx(same), step
+        assert dreamer.eta_schedule(cross, step) == pytest.approx(crossed), step
+        assert dreamer.eta_schedule(cfg, step) == pytest.approx(0.1 * max(1 - step / 50_000, 0.1))
     assert dreamer.eta_schedule(dataclasses.replace(cfg, agent="dreamer", pretrained=""), 0) == 0.0
 
 
@@ -316,7 +319,7 @@ def test_mismatches_through_the_cli(teacher_run: Path, tmp_path: Path, capsys: p
     assert err.startswith("error:") and "image_size=32" in err and "image_size=64" in err
 
 
-def test_teacher_not_in_optimizer_unless_official_bug(teacher_run: Path, tmp_path: Path) -> None:
+def test_teacher_not_in_optimizer_unless_it_drifts(teacher_run: Path, tmp_path: Path) -> None:
     cfg = dreamer_cfg(tmp_path / "r", agent="diswm", pretrained=str(teacher_run))
     weights = dreamer.load_pretrained(cfg)
     teacher = dreamer.make_teacher(cfg, weights)
@@ -327,7 +330,7 @@ def test_teacher_not_in_optimizer_unless_official_bug(teacher_run: Path, tmp_pat
     opts = dreamer.build_optimizers(agent, cfg)
     listed = {id(p) for o in opts.values() for g in o.param_groups for p in g["params"]}
     assert ids.isdisjoint(listed)
-    bug = dreamer.build_optimizers(agent, dataclasses.replace(cfg, official_eta_bug=True))
+    bug = dreamer.build_optimizers(agent, dataclasses.replace(cfg, official_teacher_drift=True))
     assert ids <= {id(p) for g in bug["model"].param_groups for p in g["params"]}
     # Distillation is exactly zero when student and teacher share weights, positive otherwise.
     image = preprocess(torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8))
@@ -341,13 +344,35 @@ def test_teacher_not_in_optimizer_unless_official_bug(teacher_run: Path, tmp_pat
     assert distill_loss(mu_s, mu_t).item() == pytest.approx(0.0, abs=1e-7)
 
 
-def test_official_eta_bug_freezes_eta(teacher_run: Path, tmp_path: Path) -> None:
-    cfg = dreamer_cfg(tmp_path / "bug", agent="diswm", pretrained=str(teacher_run), official_eta_bug=True,
+def test_official_frozen_eta_freezes_eta(teacher_run: Path, tmp_path: Path) -> None:
+    cfg = dreamer_cfg(tmp_path / "bug", agent="diswm", pretrained=str(teacher_run), official_frozen_eta=True,
                       total_steps=150, image_log_interval=0)  # fmt: skip
     dreamer.train(cfg, Run.create(cfg, "diswm"), None)
     eta = scalars(tmp_path / "bug")["world_model/eta"]
     assert len(eta) >= 2 and len(set(eta)) == 1
     assert eta[0] == pytest.approx(dreamer.eta_schedule(cfg, cfg.prefill))
+
+
+@pytest.mark.parametrize("drift", [False, True])
+def test_teacher_drifts_only_with_the_official_flag(teacher_run: Path, tmp_path: Path, drift: bool) -> None:
+    cfg = dreamer_cfg(tmp_path / "r", agent="diswm", pretrained=str(teacher_run),
+                      official_teacher_drift=drift)  # fmt: skip
+    torch.manual_seed(0)
+    agent, teacher = dreamer.build_agent(cfg, (64, 64, 3), 2, resuming=False)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    opts = dreamer.build_optimizers(agent, cfg)
+    data = {"obs": torch.randint(0, 255, (2, 8, 64, 64, 3), dtype=torch.uint8),
+            "action": torch.rand(2, 8, 2) * 2 - 1, "reward": torch.randn(2, 8),
+            "is_first": torch.zeros(2, 8, dtype=torch.bool),
+            "is_terminal": torch.zeros(2, 8, dtype=torch.bool)}  # fmt: skip
+    losses, _ = dreamer.update(agent, opts, data, eta=0.1)
+    assert losses["distill"] > 0
+    after = teacher.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    if drift:  # trained by the distillation gradient through kl_div's target, as the official code
+        assert "head.weight" in changed and "convs.0.weight" in changed
+    else:
+        assert changed == []  # bit-identical
 
 
 def test_mismatched_teacher_is_a_user_error(teacher_run: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from rlkd.errors import UserError
 from rlkd.rssm import RSSM, gauss_kl, rssm_kl_loss
 from rlkd.wm_codecs import BetaVAEEncoder
 from rlkd.world_model import (
+    Distillation,
     WorldModel,
     WorldModelConfig,
     check_compatible,
@@ -45,17 +47,22 @@ def test_gauss_kl_matches_torch_distributions() -> None:
     torch.testing.assert_close(gauss_kl(ma, sa, mb, sb), expected)
 
 
-def test_distill_loss_matches_kl_div_and_is_zero_for_equal_latents() -> None:
-    torch.manual_seed(2)
-    s, t = torch.randn(4, 3, 6), torch.randn(4, 3, 6)
-    expected = (
-        torch.nn.functional.kl_div(torch.log_softmax(s, -1), torch.softmax(t, -1), reduction="none")
-        .sum(-1)
-        .mean()
-    )
-    torch.testing.assert_close(distill_loss(s, t), expected)
-    assert distill_loss(t, t).abs().item() < 1e-6
-    assert distill_loss(s, t).item() > 1e-3
+def test_distill_loss_equals_the_official_formula_on_fixed_tensors() -> None:
+    # B = 2, T = 1, Z = 2. Teacher logits (0, 0) -> p = (1/2, 1/2); student logits (0, log 3) ->
+    # q = (1/4, 3/4). KL(p || q) = 1/2 log 2 + 1/2 log(2/3) = 1/2 log(4/3) per step.
+    student = torch.tensor([[[0.0, math.log(3.0)]], [[0.0, math.log(3.0)]]])
+    teacher = torch.zeros(2, 1, 2)
+    per_step_kl = 0.5 * math.log(4.0 / 3.0)
+    assert distill_loss(student, teacher).item() == pytest.approx(per_step_kl)
+    # Official: F.kl_div(log_softmax(s), softmax(t), reduction="batchmean") divides by B only, so
+    # with T = 3 steps the value is 3 per-step KLs; the per-step mean stays one.
+    s3, t3 = student.expand(2, 3, 2), teacher.expand(2, 3, 2)
+    kl_div = torch.nn.functional.kl_div
+    official = kl_div(torch.log_softmax(s3, -1), torch.softmax(t3, -1), reduction="batchmean")
+    assert official.item() == pytest.approx(3 * per_step_kl)
+    assert distill_loss(s3, t3).item() == pytest.approx(official.item())
+    assert distill_loss(s3, t3, per_step=True).item() == pytest.approx(per_step_kl)
+    assert distill_loss(t3, t3).abs().item() < 1e-6
 
 
 def test_free_nats_clip_the_mean_kl() -> None:
@@ -130,8 +137,8 @@ def test_world_model_loss_shapes_and_grads() -> None:
         "is_first": torch.tensor([[True, False, False]] * 2),
         "is_terminal": torch.zeros(2, 3, dtype=torch.bool),
     }
-    teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth)
-    losses, post, metrics = wm.loss(batch, teacher, eta=0.1)
+    teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth).requires_grad_(False)
+    losses, post, metrics = wm.loss(batch, Distillation(teacher))
     assert set(losses) == {"image", "kl", "reward", "distill"}
     assert post["deter"].shape == (2, 3, cfg.deter)
     assert metrics["recon"].shape == (2, 3, 64, 64, 3)
