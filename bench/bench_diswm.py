@@ -14,18 +14,19 @@ import numpy as np
 import torch
 from rlkd.agents.dreamer import Agent, DreamerConfig, build_optimizers, update
 
-from rlkd.world_model import BetaVAEEncoder
+from rlkd.wm_codecs import BetaVAEEncoder
 
 
 def bench(batch: int, length: int, updates: int, action_dim: int = 6) -> float:
     """Mean seconds per update (after one warm-up) with distillation on."""
-    cfg = dataclasses.replace(DreamerConfig(), batch_size=batch, batch_length=length)
+    cfg = dataclasses.replace(DreamerConfig(), batch_size=batch, batch_length=length, agent="diswm",
+                              pretrained="-")  # fmt: skip
     teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth).requires_grad_(False).eval()
-    agent = Agent(cfg, action_dim, teacher)
+    agent = Agent(cfg, (64, 64, 3), action_dim, beta_vae=True, teacher=teacher)
     opts = build_optimizers(agent, cfg)
     rng = np.random.default_rng(0)
     data = {
-        "image": torch.as_tensor(rng.integers(0, 255, (batch, length, 64, 64, 3), dtype=np.uint8)),
+        "obs": torch.as_tensor(rng.integers(0, 255, (batch, length, 64, 64, 3), dtype=np.uint8)),
         "action": torch.as_tensor(rng.uniform(-1, 1, (batch, length, action_dim)).astype(np.float32)),
         "reward": torch.as_tensor(rng.normal(size=(batch, length)).astype(np.float32)),
         "is_first": torch.zeros(batch, length, dtype=torch.bool),
