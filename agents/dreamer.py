@@ -739,8 +739,11 @@ def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
     """Rebuild the agent of ``run`` from ``checkpoint`` (a payload of that run)."""
     from rlkd.config import from_dict
 
-    cfg = from_dict(DreamerConfig, {k: v for k, v in checkpoint["config"].items() if k != "pretrained"}
-                    | {"finetune": "none", "device": device}, f"{run.path}/config.yaml")  # fmt: skip
+    # Acting needs the model's fields only: training options this version no longer has (renamed
+    # flags of older runs) and the teacher's folder are left out.
+    known = {f.name for f in dataclasses.fields(DreamerConfig)} - {"pretrained"}
+    saved = {k: v for k, v in checkpoint["config"].items() if k in known}
+    cfg = from_dict(DreamerConfig, saved | {"finetune": "none", "device": device}, f"{run.path}/config.yaml")
     state = checkpoint["state"]
     obs_shape = tuple(state.get("obs_shape", (64, 64, 3)))
     agent = Agent(cfg, obs_shape, int(state["action_dim"]), beta_vae=bool(state.get("beta_vae", True)))
