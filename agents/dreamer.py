@@ -431,10 +431,7 @@ def make_envs(cfg: DreamerConfig) -> tuple[Any, str, tuple[np.ndarray, np.ndarra
     """Vector env checked for Dreamer: returns (envs, observation kind, action bounds)."""
     envs = rlkd_envs.make_vec(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend, **env_kwargs_for(cfg))
     try:
-        obs_space = envs.single_observation_space
-        if not isinstance(obs_space, gym.spaces.Box):
-            raise UserError(f"{cfg.env_id} observations are {obs_space}; {obs_kind((), None)}")
-        kind = obs_kind(tuple(obs_space.shape), obs_space.dtype)
+        kind = obs_kind(envs.single_observation_space, cfg.env_id)
         if cfg.mode != "none" and kind != "image":
             raise UserError(f"--agent {cfg.agent} --finetune {cfg.mode} needs pixel observations")
         bounds = action_bounds(envs.single_action_space, cfg.env_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -188,15 +189,16 @@ def distill_loss(student: Tensor, teacher: Tensor, per_step: bool = False) -> Te
     return kl.mean() if per_step else kl.sum() / kl.shape[0]
 
 
-def obs_kind(shape: tuple[int, ...], dtype: Any) -> str:
-    """``"image"`` for uint8 (64, 64, 3), ``"vector"`` for float (D,); raise :class:`UserError` otherwise."""
-    if len(shape) == 3 and tuple(shape) == (64, 64, 3) and dtype == np.uint8:
+def obs_kind(space: Any, env_id: str = "the env") -> str:
+    """``"image"`` for uint8 Box(64, 64, 3), ``"vector"`` for float Box(D,); else :class:`UserError`."""
+    shape, dtype = tuple(getattr(space, "shape", None) or ()), getattr(space, "dtype", None)
+    if isinstance(space, gym.spaces.Box) and shape == (64, 64, 3) and dtype == np.uint8:
         return "image"
-    if len(shape) == 1 and np.issubdtype(dtype, np.floating):
+    if isinstance(space, gym.spaces.Box) and len(shape) == 1 and np.issubdtype(dtype, np.floating):
         return "vector"
     raise UserError(
-        f"the world model supports uint8 (64, 64, 3) pixel observations (conv encoder) or float Box(D,) "
-        f"vector observations (MLP encoder); got {dtype} {tuple(shape)}: use a *-Pixels-v0, rlkd/DMC-* or "
+        f"the world model supports uint8 Box(64, 64, 3) pixel observations (conv encoder) or float Box(D,) "
+        f"vector observations (MLP encoder); {env_id} has {space}: use a *-Pixels-v0, rlkd/DMC-* or "
         "vector-observation env"
     )
 
