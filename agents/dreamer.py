@@ -528,7 +528,7 @@ def restore(
 ) -> Counters:  # fmt: skip
     """Load every weight, optimizer, RNG state, counter and (if saved) the replay of a checkpoint."""
     st = checkpoint["state"]
-    agent.load_state_dict(st["agent"])
+    load_weights(agent, st)
     if teacher is not None:
         teacher.load_state_dict(st["teacher"])
     for name, opt in opts.items():
@@ -538,6 +538,17 @@ def restore(
     set_rng_state(st["rng"])
     step, credit = int(checkpoint["step"]), int(st["train_credit"])
     return Counters(step, int(st["updates"]), bool(st["switched"]), credit)
+
+
+def load_weights(agent: Agent, state: dict[str, Any]) -> None:
+    """Load a checkpoint's agent weights; a checkpoint of other networks is one user error."""
+    try:
+        agent.load_state_dict(state["agent"])
+    except RuntimeError:
+        raise UserError(
+            "this checkpoint holds different Dreamer networks (written by an older rlkd, before "
+            "`--agent dreamer` became DreamerV2, or with other sizes): train a new run"
+        ) from None
 
 
 def checkpoint_state(
@@ -744,7 +755,7 @@ def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
     state = checkpoint["state"]
     obs_shape = tuple(state.get("obs_shape", (64, 64, 3)))
     agent = Agent(cfg, obs_shape, int(state["action_dim"]), beta_vae=bool(state.get("beta_vae", True)))
-    agent.load_state_dict(state["agent"])
+    load_weights(agent, state)
     action_dim = int(state["action_dim"])
     low = state["action_low"].numpy() if "action_low" in state else -np.ones(action_dim, np.float32)
     high = state["action_high"].numpy() if "action_high" in state else np.ones(action_dim, np.float32)

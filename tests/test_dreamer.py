@@ -273,3 +273,26 @@ def test_beta_vae_uses_the_official_kaiming_init_and_dreamerv2_parts_torch_defau
     # DreamerV2's conv encoder keeps PyTorch's default: uniform in +-1/sqrt(fan_in), biases nonzero.
     plain = ConvEncoder(depth=32).convs[0]
     assert plain.weight.abs().max() <= 1 / math.sqrt(48) and plain.bias.abs().max() > 0
+
+
+def test_checkpoint_of_other_networks_is_one_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import torch as th
+
+    from rlkd.run import Run
+
+    run_dir = tmp_path / "d"
+    argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", "Pendulum-v1",
+            "--total-steps", "60", "--run-dir", str(run_dir), "--env-backend", "gymnasium",
+            "--torch-threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    path = Run.open(run_dir).checkpoint_path("latest")
+    payload = th.load(path, weights_only=True)
+    # As a checkpoint of the old Dreamer: torch.nn.GRUCell parameter names.
+    agent = payload["state"]["agent"]
+    agent["wm.rssm.cell.weight_ih"] = agent.pop("wm.rssm.cell.layer.weight")
+    th.save(payload, path)
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "different Dreamer networks" in err
