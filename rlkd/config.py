@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import math
 import textwrap
 import types
 import typing
@@ -73,6 +74,17 @@ class TrainConfig:
             raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UserError(f"--device {self.device}: torch sees no CUDA device here; use --device cpu")
+        if self.torch_threads < 0:
+            raise UserError(f"--torch-threads must be 0 (automatic) or positive, got {self.torch_threads}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
 
 
 def _flag(name: str) -> str:

@@ -266,6 +266,11 @@ def evaluate(
     config = run.config
     env_id = str(config["env_id"])
     agent = agent_module(str(config.get("agent", "ppo")))
+    if not hasattr(agent, "load_policy"):
+        raise UserError(
+            f"{run.path} is a {config.get('agent')} run: an action-free world model has no policy to "
+            "evaluate; give a run made by `rlkd train`"
+        )
     policy = agent.load_policy(run, data, device)
 
     num_envs = 1 if video is not None else min(episodes, MAX_EVAL_ENVS)

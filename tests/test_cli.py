@@ -36,6 +36,9 @@ def error_line(capsys, argv: list[str]) -> str:
         (["train", "--env-backend", "ray"], "--env-backend must be auto, envpool or gymnasium"),
         (["resume", "/nonexistent/run"], "is not a run folder"),
         (["frobnicate"], "invalid choice"),
+        (["train", "--learning-rate", "nan"], "--learning-rate must be a finite number"),
+        (["train", "--torch-threads", "-3"], "--torch-threads must be 0"),
+        *([] if torch.cuda.is_available() else [(["train", "--device", "cuda"], "sees no CUDA device")]),
     ],
 )
 def test_bad_input_one_line_errors(capsys, tmp_path, argv, expected):

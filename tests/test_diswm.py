@@ -410,3 +410,9 @@ def test_dreamer_resume_continues_and_policy_acts(tmp_path: Path) -> None:
     policy = dreamer.load_policy(run, payload, "cpu")
     act = policy.act(np.zeros((3, 64, 64, 3), np.uint8), np.ones(3, bool), deterministic=True)
     assert act.shape == (3, 2) and act.dtype == np.float32 and np.all(np.abs(act) <= 1)
+
+
+def test_eval_of_a_pretrain_run_is_one_error_line(teacher_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", str(teacher_run), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "pretrain run" in err and "no policy to evaluate" in err
