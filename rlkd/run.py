@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import random
 import re
 import shutil
@@ -120,6 +121,14 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} does not exist") from None
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({exc})") from None
+        # A complete pickle that asks for arbitrary Python objects: refused, never executed.
+        raise UserError(
+            f"checkpoint {path} refused: it holds Python objects, not only tensors and plain data, and "
+            "rlkd loads checkpoints with weights_only=True (a checkpoint is data, never code)"
+        ) from None
     except Exception as exc:  # torch raises many types for truncated/corrupt/foreign pickles
         raise UserError(
             f"checkpoint {path} is corrupt, truncated or not a checkpoint ({type(exc).__name__}); "

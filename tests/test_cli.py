@@ -103,6 +103,12 @@ def test_corrupt_truncated_and_foreign_checkpoints(capsys, tmp_path):
     torch.save({"weights": torch.zeros(3)}, ckpt)
     assert "not an rlkd checkpoint" in error_line(capsys, ["resume", str(run_dir), "--total-steps", "2048"])
 
+    import argparse
+
+    torch.save({"format": "rlkd-checkpoint-v1", "payload": argparse.Namespace(code=True)}, ckpt)
+    err = error_line(capsys, ["resume", str(run_dir), "--total-steps", "2048"])
+    assert "refused" in err and "weights_only" in err and "is corrupt" not in err
+
     data = torch.load(_write(ckpt, good), weights_only=True)
     data["env_id"] = "Pendulum-v1"
     torch.save(data, ckpt)
