@@ -427,11 +427,11 @@ def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.n
     return low + (action + 1.0) * 0.5 * (high - low)
 
 
-def make_envs(cfg: DreamerConfig) -> tuple[Any, str, tuple[np.ndarray, np.ndarray]]:
-    """Vector env checked for Dreamer: returns (envs, observation kind, action bounds)."""
+def make_envs(cfg: DreamerConfig) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+    """Vector env checked for Dreamer: returns (envs, action bounds)."""
     envs = rlkd_envs.make_vec(cfg.env_id, cfg.num_envs, cfg.seed, cfg.env_backend, **env_kwargs_for(cfg))
     try:
-        kind = obs_kind(envs.single_observation_space, cfg.env_id)
+        kind = obs_kind(envs.single_observation_space, cfg.env_id)  # raises for unsupported spaces
         if cfg.mode != "none" and kind != "image":
             raise UserError(f"--agent {cfg.agent} --finetune {cfg.mode} needs pixel observations")
         bounds = action_bounds(envs.single_action_space, cfg.env_id)
@@ -440,7 +440,7 @@ def make_envs(cfg: DreamerConfig) -> tuple[Any, str, tuple[np.ndarray, np.ndarra
     except UserError:
         envs.close()
         raise
-    return envs, kind, bounds
+    return envs, bounds
 
 
 # ============================================================================ training loop
@@ -607,7 +607,7 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     device = cfg.device
-    envs, _, bounds = make_envs(cfg)
+    envs, bounds = make_envs(cfg)
     obs_space = envs.single_observation_space
     obs_shape, action_dim = tuple(obs_space.shape), int(bounds[0].shape[0])
     agent, teacher = build_agent(cfg, obs_shape, action_dim, checkpoint is not None)

@@ -228,20 +228,35 @@ def test_actions_are_rescaled_to_the_env_bounds() -> None:
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [("CartPole-v1", "continuous Box(A,) actions"), ("rlkd/PointReach-Pixels-v0", None)],
+    [("CartPole-v1", "continuous Box(A,) actions"),
+     ("MontezumaRevenge-v5", "Box(0, 255, (4, 84, 84), uint8)")],
 )
 def test_unsupported_spaces_are_one_error_line(
-    env: str, message: str | None, tmp_path: Path, capsys: pytest.CaptureFixture
+    env: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", env, "--total-steps", "60",
-            "--run-dir", str(tmp_path / "r"), "--env-backend", "gymnasium",
-            "--torch-threads", "1"]  # fmt: skip
-    if message is None:  # a supported env trains
-        assert main(argv) == 0
-        return
+            "--run-dir", str(tmp_path / "r"), "--torch-threads", "1"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error:") and message in err
+    assert err.startswith("error:") and message in err and env in err
+    assert not (tmp_path / "r").exists()  # a start that failed leaves no run folder
+
+
+def test_checkpoint_records_what_acting_needs(tmp_path: Path) -> None:
+    from rlkd.run import Run
+
+    argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", "Pendulum-v1",
+            "--total-steps", "60", "--run-dir", str(tmp_path / "p"), "--env-backend", "gymnasium",
+            "--torch-threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    run = Run.open(tmp_path / "p")
+    state = run.load_checkpoint()["state"]
+    assert state["obs_shape"] == [3] and state["beta_vae"] is False
+    torch.testing.assert_close(state["action_low"], torch.tensor([-2.0]))
+    policy = dreamer.load_policy(run, run.load_checkpoint(), "cpu")
+    # Sampled actions of the untrained actor span the env's [-2, 2], not the actor's [-1, 1].
+    act = policy.act(np.zeros((64, 3), np.float32), np.ones(64, bool), deterministic=False)
+    assert act.shape == (64, 1) and np.all(np.abs(act) <= 2.0) and np.abs(act).max() > 1.0
 
 
 def test_debug_preset_trains_on_the_default_env_and_logs_the_diagnostics(tmp_path: Path) -> None:
