@@ -34,9 +34,10 @@ from torch import Tensor, nn
 from rlkd import envs as rlkd_envs
 from rlkd.behaviour import Behaviour
 from rlkd.errors import UserError
+from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.replay import Replay
 from rlkd.rssm import RSSM, State
-from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
+from rlkd.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.wm_codecs import BetaVAEEncoder, preprocess
 from rlkd.world_model import (
     Distillation,
@@ -333,19 +334,27 @@ def naive_init(agent: Agent, weights: dict[str, Tensor]) -> None:
     agent.wm.load_state_dict(own)
 
 
-def clip_step(opt: torch.optim.Optimizer, loss: Tensor, params: list[Tensor], clip: float) -> Tensor:
-    """Backward into ``params`` only, clip, step. Returns the grad norm before clipping (no sync)."""
+def clip_step(
+    opt: torch.optim.Optimizer, losses: dict[str, Tensor], params: list[Tensor], clip: float,
+    guard: UpdateGuard | None, name: str,
+) -> Tensor:  # fmt: skip
+    """Backward the sum of ``losses`` into ``params`` only, clip, and step unless ``guard`` finds a
+    NaN/inf loss or gradient. Returns the grad norm before clipping."""
     opt.zero_grad(set_to_none=True)
-    loss.backward(inputs=params)
+    sum(losses.values()).backward(inputs=params)
     norm = torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
+    if guard is None or guard.ok(losses, {name: norm}):
+        opt.step()
     return norm
 
 
 def update(
-    agent: Agent, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], eta: float
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """One world-model + behaviour update. Returns (scaled losses, metrics), all detached tensors."""
+    agent: Agent, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], eta: float,
+    guard: UpdateGuard | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
+    """One world-model + behaviour update. Returns (scaled losses, metrics), all detached tensors.
+
+    ``guard`` checks each of the three optimizer steps for NaN/inf (None: no check, for tests)."""
     cfg = agent.cfg
     scales = cfg.loss_scales
     # ---- world model (encoder, RSSM, decoder, heads) + DisWM distillation
@@ -360,19 +369,19 @@ def update(
     if "distill" in weighted:
         weighted["distill"] = weighted["distill"] * eta
     model_params = [p for g in opts["model"].param_groups for p in g["params"]]
-    metrics["grad_norm_model"] = clip_step(opts["model"], sum(weighted.values()), model_params, cfg.grad_clip)
+    metrics["grad_norm_model"] = clip_step(
+        opts["model"], weighted, model_params, cfg.grad_clip, guard, "world model"
+    )
     metrics["reward_var"] = batch["reward"].var()
     # ---- behaviour: imagination from every posterior state (B*T starts)
     beh = agent.behaviour
     start = {k: v.reshape(-1, v.shape[-1]) for k, v in post.items()}  # (N, .)
     beh_losses, beh_metrics = beh.losses(agent.wm, start, batch["is_terminal"].reshape(-1))
     beh_losses = {k: v * scales.get(k, 1.0) for k, v in beh_losses.items()}
-    metrics["grad_norm_actor"] = clip_step(
-        opts["actor"], beh_losses["actor"], list(beh.actor.parameters()), cfg.grad_clip
-    )
-    metrics["grad_norm_critic"] = clip_step(
-        opts["critic"], beh_losses["critic"], list(beh.critic.parameters()), cfg.grad_clip
-    )
+    for name, net in (("actor", beh.actor), ("critic", beh.critic)):
+        metrics[f"grad_norm_{name}"] = clip_step(
+            opts[name], {name: beh_losses[name]}, list(net.parameters()), cfg.grad_clip, guard, name
+        )
     out = {k: v.detach() for k, v in {**weighted, **beh_losses}.items()}
     return out, {**metrics, **beh_metrics}
 
@@ -520,6 +529,7 @@ class Counters:
     updates: int = 0
     switched: bool = False
     train_credit: int = 0
+    skipped: int = 0
 
 
 def restore(
@@ -530,14 +540,15 @@ def restore(
     st = checkpoint["state"]
     load_weights(agent, st)
     if teacher is not None:
-        teacher.load_state_dict(st["teacher"])
+        load_state(teacher, st["teacher"], "teacher")
     for name, opt in opts.items():
-        opt.load_state_dict(st["opts"][name])
+        load_state(opt, st["opts"][name], f"{name} optimizer")
     if "replay" in st:
-        replay.load_state_dict(st["replay"])
+        load_state(replay, st["replay"], "replay buffer")
     set_rng_state(st["rng"])
     step, credit = int(checkpoint["step"]), int(st["train_credit"])
-    return Counters(step, int(st["updates"]), bool(st["switched"]), credit)
+    skipped = int(st.get("skipped_updates", 0))  # absent from checkpoints before the guard
+    return Counters(step, int(st["updates"]), bool(st["switched"]), credit, skipped)
 
 
 def load_weights(agent: Agent, state: dict[str, Any]) -> None:
@@ -559,7 +570,8 @@ def checkpoint_state(
     state: dict[str, Any] = {
         "agent": agent.state_dict(), "opts": {k: o.state_dict() for k, o in opts.items()},
         "rng": rng_state(), "updates": counters.updates, "switched": counters.switched,
-        "train_credit": counters.train_credit, "meta": model_meta(cfg), "action_dim": len(bounds[0]),
+        "train_credit": counters.train_credit, "skipped_updates": counters.skipped,
+        "meta": model_meta(cfg), "action_dim": len(bounds[0]),
         "obs_shape": list(obs_shape), "beta_vae": cfg.mode != "none",
         "action_low": torch.from_numpy(bounds[0]), "action_high": torch.from_numpy(bounds[1]),
     }  # fmt: skip
@@ -614,6 +626,8 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     opts = build_optimizers(agent, cfg)
     replay = Replay(cfg.num_envs, cfg.replay_capacity, obs_shape, obs_space.dtype, action_dim, cfg.seed)
     n = restore(checkpoint, agent, teacher, opts, replay) if checkpoint is not None else Counters()
+    guard = UpdateGuard(cfg.on_nonfinite)
+    guard.skipped = n.skipped
     # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
     # the eta formula always sees the step at which the model was built (after prefill): eta is
     # frozen at its initial value. `official_frozen_eta` reproduces that.
@@ -622,12 +636,14 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
         set_color_set(envs, cfg.color_switch_to)
 
     obs, _ = envs.reset(seed=cfg.seed + n.step)
+    check_finite(f"env {cfg.env_id}", n.step, observation=obs)
     envs.action_space.seed(cfg.seed + n.step)
     first = np.ones(cfg.num_envs, bool)
     for i in range(cfg.num_envs):
         replay.add(i, obs[i], np.zeros(action_dim, np.float32), 0.0, True, False)
     latent = agent.wm.rssm.initial(cfg.num_envs, device)
     prev_action = torch.zeros(cfg.num_envs, action_dim, device=device)
+    run.start()
 
     progress = Progress(cfg.total_steps, n.step, label(cfg))
     last_log = last_img = last_ckpt = n.step
@@ -645,7 +661,9 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             action = np.random.uniform(-1.0, 1.0, (cfg.num_envs, action_dim)).astype(np.float32)
         else:
             action = act_t.cpu().numpy().astype(np.float32)
+            check_finite("the policy", n.step, DIVERGED, action=action)
         next_obs, reward, term, trunc, info = envs.step(to_env_action(action, *bounds))
+        check_finite(f"env {cfg.env_id}", n.step + cfg.num_envs, observation=next_obs, reward=reward)
         done = np.logical_or(term, trunc)
         store(replay, info, next_obs, action, reward, term, done)
         record_episodes(info, episodes)
@@ -664,9 +682,10 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
         if n.step >= cfg.prefill:
             n_updates = updates_due(cfg, n, replay, prefill_done)
             prefill_done = True
+            guard.step = n.step
             for _ in range(n_updates):
                 batch = to_torch(replay.sample(cfg.batch_size, cfg.batch_length), device)
-                losses, metrics = update(agent, opts, batch, eta)
+                losses, metrics = update(agent, opts, batch, eta, guard)
                 scalars.add({**losses, **metrics})
                 n.updates += 1
             if (cfg.image_log_interval and n_updates and n.step - last_img >= cfg.image_log_interval
@@ -681,10 +700,13 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
             logged: dict[str, float | Tensor] = {"charts/SPS": sps, "world_model/eta": eta,
                                                  "charts/updates": n.updates}  # fmt: skip
             logged |= episode_means(episodes) | (tagged(scalars.pop()) if scalars.count else {})
+            if guard.mode == "skip":
+                logged["charts/skipped_updates"] = guard.skipped
             run.log_scalars(n.step, logged)
             progress.update(n.step, SPS=sps, ret=logged.get("charts/episodic_return"))
         if n.step - last_ckpt >= cfg.checkpoint_interval or n.step >= cfg.total_steps:
             last_ckpt = n.step
+            n.skipped = guard.skipped
             state = checkpoint_state(cfg, agent, teacher, opts, replay, n, obs_shape, bounds)
             run.save_checkpoint(n.step, state, keep=cfg.keep_checkpoints)
     progress.close()

@@ -36,10 +36,11 @@ from torch.distributions import Categorical, Normal
 
 from rlkd.config import TrainConfig
 from rlkd.errors import UserError
+from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
 from rlkd.nets import channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
 from rlkd.returns import gae
-from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
+from rlkd.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 
 
@@ -381,6 +382,7 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
     predictor_params = [p for p in intrinsic.parameters() if p.requires_grad] if intrinsic is not None else []
     # fused: one kernel for all parameters; ~6x faster than the per-tensor loop on CPU (measured).
     optimizer = torch.optim.Adam(agent_params + predictor_params, lr=cfg.learning_rate, eps=1e-5, fused=True)
+    guard = UpdateGuard(cfg.on_nonfinite)
 
     T, N = cfg.num_steps, cfg.num_envs
     batch_size = T * N
@@ -389,21 +391,24 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
     iteration = 0
     if checkpoint:
         state = checkpoint["state"]
-        agent.load_state_dict(state["agent"])
-        prep.load_state_dict(state["prep"])
-        reward_scaler.load_state_dict(state["reward_scaler"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_state(agent, state["agent"], "agent")
+        load_state(prep, state["prep"], "observation normalizer")
+        load_state(reward_scaler, state["reward_scaler"], "reward scaler")
+        load_state(optimizer, state["optimizer"], "optimizer")
         if intrinsic is not None:
-            intrinsic.load_state_dict(state["intrinsic"])
+            load_state(intrinsic, state["intrinsic"], "intrinsic module")
         iteration = int(state["iteration"])
+        guard.load_state_dict(state.get("guard", {}))
         set_rng_state(state["rng"])
         # The learner continues exactly; envs cannot be saved, so episodes start afresh and the
         # per-env running extrinsic returns of reward scaling restart with them.
         reward_scaler.returns.zero_()
 
     obs, _ = envs.reset(seed=cfg.seed + global_step)
+    check_finite(f"env {cfg.env_id}", global_step, observation=obs)
     if intrinsic is not None and not checkpoint:
         obs = init_intrinsic_obs_stats(envs, intrinsic, cfg.int_init_steps, obs, device)
+    run.start()
 
     # Rollout storage, (T, N, ...).
     img = prep.image
@@ -434,9 +439,10 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
         for t in range(T):
             with torch.no_grad():
                 x = prep(obs, device, update=True)
-                action, logp, _, value_ext, value_int = agent.act(x)
+                action, logp, _, value_ext, value_int = act_checked(agent, x, global_step)
             next_obs, reward, term, trunc, info = envs.step(to_env_action(action, action_space))
             global_step += N
+            check_finite(f"env {cfg.env_id}", global_step, observation=next_obs, reward=reward)
             done = np.logical_or(term, trunc)
             obs_buf[t], actions[t], logprobs[t], v_ext[t], v_int[t] = x, action, logp, value_ext, value_int
             reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
@@ -480,6 +486,9 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 # In chunks: the same values, at a fraction of the peak memory (and page faults).
                 raw_bonus = torch.cat([intrinsic.bonus(c) for c in flat_next.split(256)]).reshape(T, N)
                 int_rewards = intrinsic.normalize_rewards(raw_bonus)
+                # A diverged predictor would reach the policy loss as NaN and be misnamed there.
+                bonus_np = int_rewards.cpu().numpy()
+                check_finite(f"the {cfg.intrinsic} module", global_step, DIVERGED, intrinsic_reward=bonus_np)
                 intrinsic.update_obs_stats(flat_next)
                 # Non-episodic intrinsic return: no termination, no episode cut (RND section 2.3).
                 next_int = torch.cat([v_int[1:], last_int[None]])
@@ -510,6 +519,7 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
         b_v_ext, b_v_int = v_ext.reshape(-1), v_int.reshape(-1)
         clipfracs: list[float] = []
         stats: dict[str, float] = {}
+        guard.step = global_step
         for _epoch in range(cfg.update_epochs):
             perm = torch.randperm(batch_size, device=device)
             for start in range(0, batch_size, minibatch_size):
@@ -530,9 +540,10 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 if intrinsic is not None:
                     v_loss = v_loss + value_loss(new_int, b_ret_int[mb], b_v_int[mb], cfg)
                 entropy_loss = entropy.mean()
+                terms = {"policy": pg_loss, "value": v_loss, "entropy": entropy_loss}
                 loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
                 if intrinsic is not None:
-                    predictor = intrinsic.loss(b_next[mb])["predictor"]
+                    terms["predictor"] = predictor = intrinsic.loss(b_next[mb])["predictor"]
                     loss = loss + predictor
                     stats["intrinsic/predictor_loss"] = predictor.item()
                 optimizer.zero_grad()
@@ -540,10 +551,11 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 # Clipped separately: CleanRL's RND clips policy and predictor together, so a large
                 # predictor gradient (RDD regresses onto noisy targets, loss ~ sigma^2) would shrink
                 # the policy's step through the shared norm.
-                nn.utils.clip_grad_norm_(agent_params, cfg.max_grad_norm)
+                norms = {"agent": nn.utils.clip_grad_norm_(agent_params, cfg.max_grad_norm)}
                 if predictor_params:
-                    nn.utils.clip_grad_norm_(predictor_params, cfg.max_grad_norm)
-                optimizer.step()
+                    norms["predictor"] = nn.utils.clip_grad_norm_(predictor_params, cfg.max_grad_norm)
+                if guard.ok(terms, norms):
+                    optimizer.step()
             if cfg.target_kl and approx_kl > cfg.target_kl:
                 break
         if intrinsic is not None:  # diagnostics of this update's last predictor minibatch
@@ -570,6 +582,8 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 **stats,
                 **int_logs,
             }
+            if guard.mode == "skip":
+                scalars["charts/skipped_updates"] = guard.skipped
             if ep_returns:
                 scalars["charts/episodic_return"] = float(np.mean(ep_returns))
                 scalars["charts/episodic_length"] = float(np.mean(ep_lengths))
@@ -596,11 +610,23 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                 "intrinsic": intrinsic.state_dict() if intrinsic is not None else {},
                 "iteration": iteration,
                 "rng": rng_state(),
+                "guard": guard.state_dict(),
             }
             run.save_checkpoint(global_step, state, keep=cfg.keep_checkpoints)
     progress.close()
     envs.close()
     run.close()
+
+
+def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:
+    """``agent.act(x)``, where a policy that outputs NaN/inf (its weights diverged) is one user error."""
+    try:
+        return agent.act(x)
+    except ValueError as exc:  # torch.distributions rejects NaN/inf parameters
+        if "invalid values" not in str(exc):
+            raise
+        msg = f"the policy gave non-finite action probabilities at step {step}; {DIVERGED}"
+        raise UserError(msg) from None
 
 
 def value_loss(new: Tensor, returns: Tensor, old: Tensor, cfg: PPOConfig) -> Tensor:

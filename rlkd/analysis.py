@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from rlkd.errors import UserError
+from rlkd.paths import make_dir
 
 DEFAULT_METRICS: tuple[str, ...] = ("charts/episodic_return", "charts/success_rate", "charts/SPS")
 """Key metrics the table shows when no ``--metric`` is given (those that some run logged)."""
@@ -481,7 +482,7 @@ def report(
 
     rows = [_group_row(key, members, group_by, tags, notes) for key, members in groups.items()]
     out = Path(out) if out is not None else runs[0].path.parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "--out")
 
     files: list[Path] = []
     labels = _legend_labels(rows, group_by)

@@ -68,7 +68,7 @@ def cmd_train(argv: Sequence[str]) -> None:
     if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
         cfg = module.finalize(cfg)
     run = Run.create(cfg, module.label(cfg))
-    print(f"run folder: {run.path}", file=sys.stderr)
+    run.on_start(f"run folder: {run.path}")
     keep_freed_memory()
     try:
         module.train(cfg, run, None)
@@ -76,6 +76,8 @@ def cmd_train(argv: Sequence[str]) -> None:
         # A start that failed before writing anything (bad env id, wrong spaces) leaves no folder.
         run.discard_if_never_started()
         raise
+    finally:
+        run.release()
     print(f"done: {run.path} (TensorBoard: rlkd tb {run.path})", file=sys.stderr)
 
 
@@ -83,29 +85,33 @@ def cmd_resume(args: argparse.Namespace) -> None:
     import dataclasses
 
     from rlkd.agents import agent_module
-    from rlkd.config import from_dict, save_yaml, to_dict
+    from rlkd.config import from_dict, to_dict
     from rlkd.run import Run, keep_freed_memory
 
     run = Run.open(args.run_dir)
-    module = agent_module(str(run.config.get("agent", "ppo")))
-    cfg = from_dict(module.CONFIG, run.config, str(run.path / "config.yaml"))
-    checkpoint = run.load_checkpoint("latest")
-    if args.total_steps is not None:
-        if args.total_steps <= 0:
-            raise UserError(f"--total-steps must be positive, got {args.total_steps}")
-        cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
-    if checkpoint["step"] >= cfg.total_steps:
-        raise UserError(
-            f"run {run.path} already reached step {checkpoint['step']} of {cfg.total_steps}; "
-            "pass --total-steps N with a larger N to train further"
-        )
-    save_yaml(cfg, run.path / "config.yaml")
-    # Scalars up to and including the checkpoint's step were logged before it was written; anything
-    # later is superseded by the resumed run (TensorBoard hides purged points).
-    run = Run(run.path, to_dict(cfg), purge_step=int(checkpoint["step"]) + 1)
-    print(f"resuming {run.path} from step {checkpoint['step']}", file=sys.stderr)
-    keep_freed_memory()
-    module.train(cfg, run, checkpoint)
+    run.lock("rlkd resume")
+    try:
+        module = agent_module(str(run.config.get("agent", "ppo")))
+        cfg = from_dict(module.CONFIG, run.config, str(run.path / "config.yaml"))
+        checkpoint = run.load_checkpoint("latest")
+        if args.total_steps is not None:
+            if args.total_steps <= 0:
+                raise UserError(f"--total-steps must be positive, got {args.total_steps}")
+            cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
+        if checkpoint["step"] >= cfg.total_steps:
+            raise UserError(
+                f"run {run.path} already reached step {checkpoint['step']} of {cfg.total_steps}; "
+                "pass --total-steps N with a larger N to train further"
+            )
+        # Scalars up to and including the checkpoint's step were logged before it was written;
+        # anything later is superseded by the resumed run (TensorBoard hides purged points).
+        run.config, run.purge_step = to_dict(cfg), int(checkpoint["step"]) + 1
+        # config.yaml is rewritten only once the agent has restored the checkpoint (Run.start).
+        run.on_start(f"resuming {run.path} from step {checkpoint['step']}", save=cfg)
+        keep_freed_memory()
+        module.train(cfg, run, checkpoint)
+    finally:
+        run.release()
 
 
 # ------------------------------------------------------------------------------------------ envs
@@ -250,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions, a path that vanished: one line, as above
+        from rlkd.paths import describe_os_error
+
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the latest checkpoint is kept (rlkd resume RUN_DIR continues)", file=sys.stderr)

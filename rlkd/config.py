@@ -64,6 +64,9 @@ class TrainConfig:
     """How many most recent step checkpoints to keep on disk."""
     log_interval: int = 2_048
     """Log scalars to TensorBoard at most every this many environment steps."""
+    on_nonfinite: str = "stop"
+    """A NaN/inf loss or gradient: stop (one error line, last good checkpoint kept) or skip (skip that
+    optimizer step, counted as charts/skipped_updates). NaN/inf from the env always stops."""
 
     def validate(self) -> None:
         """Check values that no type annotation can express; raise :class:`UserError`."""
@@ -79,6 +82,8 @@ class TrainConfig:
 
             if not torch.cuda.is_available():
                 raise UserError(f"--device {self.device}: torch sees no CUDA device here; use --device cpu")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise UserError(f"--on-nonfinite must be stop or skip, got {self.on_nonfinite!r}")
         if self.torch_threads < 0:
             raise UserError(f"--torch-threads must be 0 (automatic) or positive, got {self.torch_threads}")
         for f in dataclasses.fields(self):

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from rlkd.errors import UserError
+from rlkd.paths import check_output_file, make_dir
 
 EVAL_SEED_OFFSET = 10_000
 """Evaluation seed = the run's training seed + this offset (different start states from training)."""
@@ -257,6 +258,8 @@ def evaluate(
         raise UserError(f"--episodes must be at least 1, got {episodes}")
     if video is not None and Path(video).suffix.lower() != ".gif":
         raise UserError(f"--video writes GIF files only; give a path ending in .gif, got {video}")
+    if video is not None:  # before any episode runs, so a bad path never costs their results
+        check_output_file(Path(video), "--video")
     spec = parse_checkpoint_spec(checkpoint)
     run = Run.open(run_dir)
     if spec == "best":
@@ -272,6 +275,7 @@ def evaluate(
             "evaluate; give a run made by `rlkd train`"
         )
     policy = agent.load_policy(run, data, device)
+    out_dir = make_dir(run.path / "eval", "the run's eval folder")  # checked before any episode runs
 
     num_envs = 1 if video is not None else min(episodes, MAX_EVAL_ENVS)
     seed = int(config.get("seed", 0)) + EVAL_SEED_OFFSET
@@ -293,8 +297,6 @@ def evaluate(
     if any(s is not None for s in successes):
         metrics["success_rate"] = float(np.mean([bool(s) for s in successes]))
 
-    out_dir = run.path / "eval"
-    out_dir.mkdir(exist_ok=True)
     result: dict[str, float | int | str] = {
         "run": str(run.path),
         "env_id": env_id,

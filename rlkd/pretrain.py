@@ -18,7 +18,8 @@ import torch
 
 from rlkd.datasets import SequenceDataset, read_manifest
 from rlkd.errors import UserError
-from rlkd.run import Progress, Run, rng_state, seed_everything, set_rng_state
+from rlkd.guard import UpdateGuard
+from rlkd.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.world_model import WorldModel, WorldModelConfig, model_meta, reconstruction_grid, to_torch
 
 
@@ -63,14 +64,17 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
     data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed, image_size=cfg.image_size)
     model = WorldModel(cfg, action_dim=0, beta_vae=True).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5, fused=True)
+    guard = UpdateGuard(cfg.on_nonfinite)
     update = 0
     if checkpoint is not None:
         st = checkpoint["state"]
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
+        load_state(model, st["model"], "world model")
+        load_state(opt, st["opt"], "optimizer")
         data.rng.bit_generator.state = json.loads(st["data_rng"])
         set_rng_state(st["rng"])
         update = int(checkpoint["step"])
+        guard.load_state_dict(st.get("guard", {}))
+    run.start()
     progress = Progress(cfg.total_steps, update, "pretrain")
     t0, u0 = time.time(), update
     while update < cfg.total_steps:
@@ -80,16 +84,21 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        guard.step = update
+        if guard.ok(losses, {"world model": norm}):
+            opt.step()
         update += 1
         if update % cfg.log_interval == 0 or update == cfg.total_steps:
             ups = (update - u0) / max(time.time() - t0, 1e-9)
-            run.log_scalars(update, {
+            logged = {
                 "world_model/image": losses["image"].detach(), "world_model/kl": losses["kl"].detach(),
                 "world_model/vae_kl": metrics["vae_kl"], "world_model/kl_value": metrics["kl_value"],
                 "charts/updates_per_s": ups,
-            })  # fmt: skip
+            }  # fmt: skip
+            if guard.mode == "skip":
+                logged["charts/skipped_updates"] = guard.skipped
+            run.log_scalars(update, logged)
             progress.update(update, loss=float(total.detach()), ups=ups)
         if cfg.image_log_interval and update % cfg.image_log_interval == 0:
             grid = reconstruction_grid(batch["obs"], metrics["recon"])
@@ -98,6 +107,7 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
             state = {
                 "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(),
                 "data_rng": json.dumps(data.rng.bit_generator.state), "meta": model_meta(cfg),
+                "guard": guard.state_dict(),
                 "dataset": {"env_id": manifest.get("env_id", ""), "color_set": manifest.get("color_set", "")},
             }  # fmt: skip
             run.save_checkpoint(update, state, keep=cfg.keep_checkpoints)

@@ -32,6 +32,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rlkd.config import TrainConfig, save_yaml, to_dict
 from rlkd.errors import UserError
+from rlkd.guard import nonfinite_paths
+from rlkd.lock import LOCK_NAME, RunLock
+from rlkd.paths import make_dir
 
 CHECKPOINT_FORMAT = "rlkd-checkpoint-v1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -139,6 +142,23 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def load_state(target: Any, state: Mapping[str, Any], what: str) -> None:
+    """``target.load_state_dict(state)``, where a mismatch is one :class:`UserError`.
+
+    A checkpoint that does not fit the networks or optimizers built from ``config.yaml`` means the
+    config was edited (or the checkpoint copied in) after the checkpoint was written.
+    """
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]
+        raise UserError(
+            f"the checkpoint's {what} does not fit the networks config.yaml describes ({detail}); "
+            "was config.yaml edited? restore it, or train a new run"
+        ) from None
+
+
 @dataclass
 class Progress:
     """Live progress: a tqdm bar on a terminal, plain periodic lines otherwise (CI, log files)."""
@@ -195,33 +215,76 @@ class Run:
         self.config = config
         self.checkpoint_dir = path / "checkpoints"
         self.checkpoint_dir.mkdir(exist_ok=True)
-        self._purge_step = purge_step
+        self.purge_step = purge_step
         self._writer: SummaryWriter | None = None
+        self._lock: RunLock | None = None
+        self._start_message = ""
+        self._config_to_save: TrainConfig | None = None
+        self._started = False
 
     # ----------------------------------------------------------------- creating and opening
     @classmethod
     def create(cls, cfg: TrainConfig, agent_label: str) -> Run:
-        """Make a new run folder for ``cfg`` and save its ``config.yaml``."""
+        """Make and lock a new run folder for ``cfg`` and save its ``config.yaml``."""
         path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / run_name(cfg, agent_label)
+        make_dir(path, "run folder")
+        # Lock before looking: of two starts on one folder, the second sees the first's lock, never
+        # a half-made folder it could mistake for an unused one (and delete).
+        lock = RunLock(path, "rlkd train")
         # A folder from a start that failed before logging or checkpointing anything (only
         # config.yaml, empty checkpoints/) may be reused; anything more is a run to keep.
-        if path.exists() and not cls._never_started(path):
+        if not cls._never_started(path):
+            lock.release()
             raise UserError(f"run folder {path} already exists and is not empty; use `rlkd resume {path}`")
-        path.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, path / "config.yaml")
-        return cls(path, to_dict(cfg))
+        run = cls(path, to_dict(cfg))
+        run._lock = lock
+        return run
 
     @staticmethod
     def _never_started(path: Path) -> bool:
         """Whether ``path`` holds nothing but what :meth:`create` writes (config, empty checkpoints/)."""
-        extra = any(p.name not in ("config.yaml", "checkpoints") for p in path.iterdir())
+        made = ("config.yaml", "config.yaml.tmp", "checkpoints", LOCK_NAME)
+        extra = any(p.name not in made for p in path.iterdir())
         return not extra and not any((path / "checkpoints").glob("*"))
 
     def discard_if_never_started(self) -> None:
         """Remove the folder of a run that failed before it logged or saved anything."""
         self.close()
-        if self.path.exists() and self._never_started(self.path):
+        if self._lock is not None and self.path.exists() and self._never_started(self.path):
             shutil.rmtree(self.path)
+            if self._started:
+                print(f"removed run folder {self.path}: it held nothing to resume", file=sys.stderr)
+        self.release()
+
+    def lock(self, command: str) -> None:
+        """Become the run folder's one writer (see :mod:`rlkd.lock`); raises if another holds it."""
+        self._lock = RunLock(self.path, command)
+
+    def release(self) -> None:
+        """Give up the writer's lock (the OS also releases it when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def on_start(self, message: str, save: TrainConfig | None = None) -> None:
+        """What :meth:`start` does: print ``message`` and, for a resume, save its ``config.yaml``."""
+        self._start_message, self._config_to_save = message, save
+
+    def start(self) -> None:
+        """Called by an agent once its start-up (envs, networks, restored state) has succeeded.
+
+        Only from here on does the run folder change: a resume that cannot start (a checkpoint that
+        does not fit an edited config, an env that fails) leaves it as it was, and a new run is
+        announced only once it will be kept.
+        """
+        if self._config_to_save is not None:
+            save_yaml(self._config_to_save, self.path / "config.yaml")
+            self._config_to_save = None
+        self._started = True
+        if self._start_message:
+            print(self._start_message, file=sys.stderr, flush=True)
+            self._start_message = ""
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -240,7 +303,7 @@ class Run:
     def writer(self) -> SummaryWriter:
         """The TensorBoard writer, opened on first use (with ``purge_step`` on resume)."""
         if self._writer is None:
-            self._writer = SummaryWriter(str(self.path), purge_step=self._purge_step)
+            self._writer = SummaryWriter(str(self.path), purge_step=self.purge_step)
         return self._writer
 
     def log_scalars(self, step: int, scalars: Mapping[str, float | torch.Tensor]) -> None:
@@ -268,6 +331,14 @@ class Run:
             state: Plain data: module/optimizer ``state_dict()``s, RNG states, counters.
             keep: How many most recent checkpoints to keep.
         """
+        bad = nonfinite_paths(state)
+        if bad:
+            kept = self.checkpoint_steps()
+            raise UserError(
+                f"refusing to write the checkpoint of step {step}: NaN/inf in {', '.join(bad[:3])}"
+                f"{' and more' if len(bad) > 3 else ''}; "
+                + (f"the last good one (step {kept[-1]}) is kept" if kept else "no checkpoint was written")
+            )
         payload = {
             "format": CHECKPOINT_FORMAT,
             "agent": self.config.get("agent"),

@@ -38,6 +38,7 @@ def error_line(capsys, argv: list[str]) -> str:
         (["frobnicate"], "invalid choice"),
         (["train", "--learning-rate", "nan"], "--learning-rate must be a finite number"),
         (["train", "--torch-threads", "-3"], "--torch-threads must be 0"),
+        (["train", "--on-nonfinite", "ignore"], "--on-nonfinite must be stop or skip"),
         *([] if torch.cuda.is_available() else [(["train", "--device", "cuda"], "sees no CUDA device")]),
     ],
 )

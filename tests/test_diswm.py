@@ -291,7 +291,7 @@ def test_mismatches_through_the_cli(teacher_run: Path, tmp_path: Path, capsys: p
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
-        len(err) == 2 and err[-1].startswith("error:") and "z_dim=20" in err[-1] and "--z-dim 20" in err[-1]
+        len(err) == 1 and err[-1].startswith("error:") and "z_dim=20" in err[-1] and "--z-dim 20" in err[-1]
     )
     # Env frames of the wrong size (32x32) for a 64x64 model.
     argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", ENV_ID, "--run-dir",

@@ -55,3 +55,34 @@ class Endless(gym.Env):
 
 if "Endless-v0" not in gym.registry:
     gym.register("Endless-v0", entry_point=Endless, max_episode_steps=5)
+
+
+class Faulty(gym.Env):
+    """A continuing 1-d env that misbehaves at ``fault_step``: ``fault`` is ``nan_obs``,
+    ``inf_reward`` or ``huge_reward`` (a finite 3e38, whose square overflows a float32 value loss),
+    or, from its first observation on, ``nan_reset``."""
+
+    def __init__(self, fault: str = "nan_obs", fault_step: int = 20) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.fault, self.fault_step, self.t = fault, fault_step, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.full(1, np.nan if self.fault == "nan_reset" else 0.0, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs, reward = np.full(1, 0.5 * int(action), np.float32), 0.0
+        if self.t == self.fault_step:
+            if self.fault == "nan_obs":
+                obs[0] = np.nan
+            elif self.fault == "inf_reward":
+                reward = float("inf")
+            else:
+                reward = 3e38
+        return obs, reward, False, False, {}
+
+
+if "Faulty-v0" not in gym.registry:
+    gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=10_000)

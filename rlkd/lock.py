@@ -1,0 +1,52 @@
+"""One writer per run folder: an exclusive advisory lock held for the life of a train or resume.
+
+The lock is ``flock`` on ``<run>/.lock``, so the operating system releases it when the holding
+process exits, however it exits (SIGKILL included): a crash never leaves a run locked. The file
+holds the holder's PID and command, which a second writer names in its error. Readers (``rlkd
+eval``, ``report``, ``tb``) take no lock and work on a live run. POSIX only, like the rest of the
+run-folder code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from rlkd.errors import UserError
+
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run folder, released by :meth:`release` or when the process dies.
+
+    Args:
+        folder: The run folder (must exist).
+        command: What holds it (``rlkd train``, ``rlkd resume``), for a second writer's message.
+
+    Raises:
+        UserError: Another process holds the lock (its PID is in the message).
+    """
+
+    def __init__(self, folder: Path, command: str) -> None:
+        self.path = folder / LOCK_NAME
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            self._fd = None
+            raise UserError(
+                f"run folder {folder} is being written by {holder}; wait for it to end or stop it "
+                "(rlkd eval/report/tb can read a live run)"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"process {os.getpid()} ({command})\n".encode(), 0)
+
+    def release(self) -> None:
+        """Release the lock (idempotent). The lock file stays; it means nothing while unlocked."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
