@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from rlkd import envs as rlkd_envs
 from rlkd.behaviour import Behaviour
+from rlkd.config import check_ranges
 from rlkd.errors import UserError
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.replay import Replay
@@ -156,9 +157,14 @@ class DreamerConfig(WorldModelConfig):
                 f"--finetune {self.mode} (agent {self.agent}) needs --pretrained RUN_DIR: a folder made by "
                 "`rlkd pretrain --data DIR`"
             )
-        for name in ("train_every", "train_steps", "imag_horizon", "eta_decay_steps", "slow_target_update"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        check_ranges(
+            self,
+            positive=("train_every", "train_steps", "imag_horizon", "eta_decay_steps", "slow_target_update",
+                      "actor_lr", "critic_lr", "actor_min_std", "action_repeat"),
+            non_negative=("eta_init", "eta_final", "distill_delay_steps", "prefill", "prefill_updates",
+                          "actor_entropy", "image_log_interval"),
+            unit=("discount", "lambda_"),
+        )  # fmt: skip
         if self.imag_horizon < 2:
             raise UserError(f"--imag-horizon counts the start state: at least 2, got {self.imag_horizon}")
         if self.replay_capacity < self.num_envs * (self.batch_length + 1):

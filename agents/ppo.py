@@ -34,7 +34,7 @@ from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from rlkd.config import TrainConfig
+from rlkd.config import TrainConfig, check_ranges
 from rlkd.errors import UserError
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
@@ -105,26 +105,21 @@ class PPOConfig(TrainConfig):
             raise UserError(
                 f"--intrinsic must be one of {', '.join(INTRINSIC_NAMES)}, got {self.intrinsic!r}"
             )
-        for name in ("num_steps", "num_minibatches", "update_epochs", "hidden_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        check_ranges(
+            self,
+            positive=("num_steps", "num_minibatches", "update_epochs", "hidden_size", "learning_rate",
+                      "clip_coef", "max_grad_norm"),
+            non_negative=("ent_coef", "vf_coef", "target_kl", "ext_coef", "int_coef", "int_output_dim",
+                          "rdd_sigma", "int_init_steps"),
+            unit=("gamma", "gae_lambda", "gamma_int"),
+        )  # fmt: skip
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise UserError(
                 f"num_envs*num_steps ({self.num_envs * self.num_steps}) must be divisible by "
                 f"num_minibatches ({self.num_minibatches})"
             )
-        for name in ("gamma", "gae_lambda", "gamma_int"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.int_update_proportion <= 1.0:
             raise UserError(f"--int-update-proportion must be in (0, 1], got {self.int_update_proportion}")
-        for name in ("int_output_dim", "rdd_sigma", "int_init_steps"):
-            if getattr(self, name) < 0:
-                raise UserError(
-                    f"--{name.replace('_', '-')} must be >= 0 (0: default), got {getattr(self, name)}"
-                )
-        if self.learning_rate <= 0:
-            raise UserError(f"--learning-rate must be positive, got {self.learning_rate}")
 
 
 CONFIG = PPOConfig

@@ -93,21 +93,24 @@ def cmd_resume(args: argparse.Namespace) -> None:
     try:
         module = agent_module(str(run.config.get("agent", "ppo")))
         cfg = from_dict(module.CONFIG, run.config, str(run.path / "config.yaml"))
-        checkpoint = run.load_checkpoint("latest")
+        # A run stopped before its first checkpoint starts again from step 0 in its own folder.
+        checkpoint = run.load_checkpoint("latest") if run.checkpoint_steps() else None
+        step = int(checkpoint["step"]) if checkpoint else 0
         if args.total_steps is not None:
             if args.total_steps <= 0:
                 raise UserError(f"--total-steps must be positive, got {args.total_steps}")
             cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
-        if checkpoint["step"] >= cfg.total_steps:
+        if step >= cfg.total_steps:
             raise UserError(
-                f"run {run.path} already reached step {checkpoint['step']} of {cfg.total_steps}; "
+                f"run {run.path} already reached step {step} of {cfg.total_steps}; "
                 "pass --total-steps N with a larger N to train further"
             )
         # Scalars up to and including the checkpoint's step were logged before it was written;
         # anything later is superseded by the resumed run (TensorBoard hides purged points).
-        run.config, run.purge_step = to_dict(cfg), int(checkpoint["step"]) + 1
+        run.config, run.purge_step = to_dict(cfg), step + (1 if checkpoint else 0)
         # config.yaml is rewritten only once the agent has restored the checkpoint (Run.start).
-        run.on_start(f"resuming {run.path} from step {checkpoint['step']}", save=cfg)
+        how = f"from step {step}" if checkpoint else "from step 0: it stopped before its first checkpoint"
+        run.on_start(f"resuming {run.path} {how}", save=cfg)
         keep_freed_memory()
         module.train(cfg, run, checkpoint)
     finally:

@@ -18,7 +18,7 @@ import math
 import textwrap
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,9 +70,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check values that no type annotation can express; raise :class:`UserError`."""
-        for name in ("num_envs", "total_steps", "checkpoint_interval", "keep_checkpoints", "log_interval"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
+        positive = ("num_envs", "total_steps", "checkpoint_interval", "keep_checkpoints", "log_interval")
+        check_ranges(self, positive=positive, non_negative=("seed",))
         if self.env_backend not in ("auto", "envpool", "gymnasium"):
             raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -86,10 +89,30 @@ class TrainConfig:
             raise UserError(f"--on-nonfinite must be stop or skip, got {self.on_nonfinite!r}")
         if self.torch_threads < 0:
             raise UserError(f"--torch-threads must be 0 (automatic) or positive, got {self.torch_threads}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
+
+
+def check_ranges(
+    cfg: TrainConfig,
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+    unit: Sequence[str] = (),
+) -> None:
+    """Raise a one-line :class:`UserError` naming the first field outside its range.
+
+    Args:
+        cfg: The config.
+        positive: Fields that must be > 0.
+        non_negative: Fields that must be >= 0.
+        unit: Fields that must lie in [0, 1] (discounts, mixing weights).
+    """
+    for names, ok, rule in (
+        (positive, lambda v: v > 0, "positive"),
+        (non_negative, lambda v: v >= 0, ">= 0"),
+        (unit, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ):
+        for name in names:
+            if not ok(getattr(cfg, name)):
+                raise UserError(f"--{_flag(name)} must be {rule}, got {getattr(cfg, name)}")
 
 
 def _flag(name: str) -> str:

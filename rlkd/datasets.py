@@ -24,6 +24,7 @@ import numpy as np
 
 from rlkd.envs.wrappers import final_observations
 from rlkd.errors import UserError
+from rlkd.paths import make_dir
 
 KEYS = ("image", "action", "reward", "is_first", "is_terminal")
 MANIFEST = "manifest.json"
@@ -289,8 +290,7 @@ def collect(
 
     if episodes <= 0:
         raise UserError(f"--episodes must be positive, got {episodes}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(Path(out), "--out")
     if (out / MANIFEST).exists():
         raise UserError(f"{out} already holds a dataset ({MANIFEST}); choose an empty --out folder")
     actor = _load_policy(policy)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlkd.config import TrainConfig
+from rlkd.config import TrainConfig, check_ranges
 from rlkd.errors import UserError
 from rlkd.rssm import RSSM, State, rssm_kl_loss
 from rlkd.wm_codecs import (
@@ -87,16 +87,11 @@ class WorldModelConfig(TrainConfig):
             raise UserError(
                 f"--image-size must be 64 (the conv stacks are built for 64x64), got {self.image_size}"
             )
-        names = ("z_dim", "deter", "stoch", "hidden", "units", "cnn_depth", "batch_size", "batch_length")
-        for name in (*names, "mlp_layers"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        sizes = ("z_dim", "deter", "stoch", "hidden", "units", "cnn_depth", "mlp_layers", "batch_size")
+        positive = (*sizes, "batch_length", "min_std", "model_lr", "grad_clip")
+        check_ranges(self, positive=positive, non_negative=("kl_free", "beta"), unit=("kl_balance",))
         if self.dyn_cell not in ("gru", "gru_layer_norm"):
             raise UserError(f"--dyn-cell must be gru or gru_layer_norm, got {self.dyn_cell!r}")
-        if not 0.0 <= self.kl_balance <= 1.0:
-            raise UserError(f"--kl-balance must be in [0, 1], got {self.kl_balance}")
-        if self.beta < 0:
-            raise UserError(f"--beta must be non-negative, got {self.beta}")
 
 
 MODEL_KEYS = (

@@ -109,6 +109,19 @@ def test_resume_that_cannot_start_changes_nothing(capsys, tmp_path):
     assert "total_steps: 1024" in config.read_text()  # written once the resume started
 
 
+def test_run_stopped_before_its_first_checkpoint_resumes_from_step_zero(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--run-dir", str(run_dir)]) == 0
+    for ckpt in (run_dir / "checkpoints").iterdir():  # as if killed before the first checkpoint
+        ckpt.unlink()
+    capsys.readouterr()
+    assert main(["resume", str(run_dir)]) == 0
+    assert "from step 0: it stopped before its first checkpoint" in capsys.readouterr().err
+    assert Run.open(run_dir).checkpoint_steps() == [256, 512]
+    steps = [s for s, _ in read_scalars(run_dir)["charts/SPS"]]
+    assert steps == [128, 256, 384, 512]  # the first attempt's points are superseded, not duplicated
+
+
 def test_failed_start_prints_no_run_folder_and_leaves_none(capsys, tmp_path):
     assert main(["train", "--preset", "debug", "--env", FAULTY, "--runs-root", str(tmp_path),
                  "--env-kwargs", "{fault: nan_reset}"]) == 2  # fmt: skip
