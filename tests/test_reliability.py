@@ -154,6 +154,15 @@ def test_nonfinite_env_data_stops_and_keeps_the_good_checkpoint(capsys, tmp_path
     assert nonfinite_paths(run.load_checkpoint()["state"]) == []
 
 
+def test_nonfinite_env_data_stops_a_dreamer_too(capsys, tmp_path):
+    kwargs = "{fault: inf_reward, fault_step: 120, continuous: true}"
+    argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", FAULTY, "--run-dir",
+            str(tmp_path / "r"), "--env-kwargs", kwargs]  # fmt: skip
+    err = error_line(capsys, argv)
+    assert "env tests.user_envs:Faulty-v0 gave a non-finite reward (inf) in env 0 at step 120" in err
+    assert Run.open(tmp_path / "r").checkpoint_steps() == [100]
+
+
 def test_nonfinite_loss_stops_by_default_and_is_skipped_on_request(capsys, tmp_path):
     # A finite reward of 3e38 squares to inf in the float32 value loss.
     common = [

@@ -62,9 +62,10 @@ class Faulty(gym.Env):
     ``inf_reward`` or ``huge_reward`` (a finite 3e38, whose square overflows a float32 value loss),
     or, from its first observation on, ``nan_reset``."""
 
-    def __init__(self, fault: str = "nan_obs", fault_step: int = 20) -> None:
+    def __init__(self, fault: str = "nan_obs", fault_step: int = 20, continuous: bool = False) -> None:
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.action_space = gym.spaces.Discrete(2)
+        box = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = box if continuous else gym.spaces.Discrete(2)
         self.fault, self.fault_step, self.t = fault, fault_step, 0
 
     def reset(self, *, seed=None, options=None):
@@ -73,7 +74,7 @@ class Faulty(gym.Env):
 
     def step(self, action):
         self.t += 1
-        obs, reward = np.full(1, 0.5 * int(action), np.float32), 0.0
+        obs, reward = np.full(1, 0.5 * float(np.asarray(action).reshape(-1)[0] > 0), np.float32), 0.0
         if self.t == self.fault_step:
             if self.fault == "nan_obs":
                 obs[0] = np.nan
