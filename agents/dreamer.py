@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from rlkd import envs as rlkd_envs
 from rlkd.behaviour import Behaviour
 from rlkd.config import check_ranges
-from rlkd.errors import UserError
+from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.replay import Replay
 from rlkd.rssm import RSSM, State
@@ -429,11 +429,11 @@ def action_bounds(space: gym.Space, env_id: str) -> tuple[np.ndarray, np.ndarray
     """(low, high) of a bounded continuous action space; the actor's [-1, 1] maps onto it."""
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         raise UserError(
-            f"{env_id} actions are {space}; Dreamer supports continuous Box(A,) actions "
+            f"{env_id} actions are {describe_space(space)}; Dreamer supports continuous Box(A,) actions "
             "(use PPO for discrete actions)"
         )
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        raise UserError(f"{env_id} actions are {space}; Dreamer needs finite action bounds")
+        raise UserError(f"{env_id} actions are {describe_space(space)}; Dreamer needs finite action bounds")
     return space.low.astype(np.float32), space.high.astype(np.float32)
 
 

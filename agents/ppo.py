@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
 from rlkd.config import TrainConfig, check_ranges
-from rlkd.errors import UserError
+from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
 from rlkd.nets import channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
@@ -281,16 +281,18 @@ def label(cfg: PPOConfig) -> str:
 def check_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
     """PPO handles Box observations and Discrete or Box actions; anything else is a user error."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
-        raise UserError(f"PPO needs a flat or image Box observation space; {env_id} has {obs_space}")
+        got = describe_space(obs_space)
+        raise UserError(f"PPO needs a flat or image Box observation space; {env_id} has {got}")
     if is_image(obs_space.shape):
         if obs_space.dtype != np.uint8:
-            raise UserError(f"PPO reads rank-3 observations as uint8 images; {env_id} has {obs_space}")
+            got = describe_space(obs_space)
+            raise UserError(f"PPO reads rank-3 observations as uint8 images; {env_id} has {got}")
         try:
             channels_last(obs_space.shape)
         except ValueError as exc:
             raise UserError(f"{env_id}: {exc}") from None
     if not isinstance(action_space, gym.spaces.Discrete | gym.spaces.Box):
-        raise UserError(f"PPO needs Discrete or Box actions; {env_id} has {action_space}")
+        raise UserError(f"PPO needs Discrete or Box actions; {env_id} has {describe_space(action_space)}")
 
 
 class ObsPreprocessor(nn.Module):

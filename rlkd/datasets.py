@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rlkd.envs.wrappers import final_observations
-from rlkd.errors import UserError
+from rlkd.errors import UserError, describe_space
 from rlkd.paths import make_dir
 
 KEYS = ("image", "action", "reward", "is_first", "is_terminal")
@@ -299,7 +299,8 @@ def collect(
     if getattr(obs_space, "dtype", None) != np.uint8 or len(obs_space.shape) != 3:
         env.close()
         raise UserError(
-            f"{env_id} has observations {obs_space}; collect needs uint8 (H, W, 3) pixel observations"
+            f"{env_id} has observations {describe_space(obs_space)}; "
+            "collect needs uint8 (H, W, 3) pixel observations"
         )
     act_space = env.single_action_space
     action_dim = int(np.prod(act_space.shape))

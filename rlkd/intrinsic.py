@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlkd.errors import describe_space
 from rlkd.nets import channels_last, mlp, nature_cnn
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 
@@ -93,7 +94,8 @@ class _ObsAdapter:
         )
         if not isinstance(obs_space, gymnasium.spaces.Box):
             raise ValueError(
-                f"intrinsic rewards cannot handle observation space {obs_space!r}; {supported}. "
+                f"intrinsic rewards cannot handle observation space {describe_space(obs_space)}; "
+                f"{supported}. "
                 "Flatten Dict/Tuple observations or one-hot encode Discrete ones with a wrapper first."
             )
         self.obs_shape: tuple[int, ...] = tuple(obs_space.shape)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlkd.config import TrainConfig, check_ranges
-from rlkd.errors import UserError
+from rlkd.errors import UserError, describe_space
 from rlkd.rssm import RSSM, State, rssm_kl_loss
 from rlkd.wm_codecs import (
     BetaVAEDecoder,
@@ -192,7 +192,8 @@ def obs_kind(space: Any, env_id: str = "the env") -> str:
         return "vector"
     raise UserError(
         f"the world model supports uint8 Box(64, 64, 3) pixel observations (conv encoder) or float Box(D,) "
-        f"vector observations (MLP encoder); {env_id} has {space}: use a *-Pixels-v0, rlkd/DMC-* or "
+        f"vector observations (MLP encoder); {env_id} has {describe_space(space)}: use a *-Pixels-v0, "
+        "rlkd/DMC-* or "
         "vector-observation env"
     )
 

@@ -229,7 +229,7 @@ def test_actions_are_rescaled_to_the_env_bounds() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [("CartPole-v1", "continuous Box(A,) actions"),
-     ("MontezumaRevenge-v5", "Box(0, 255, (4, 84, 84), uint8)")],
+     ("MontezumaRevenge-v5", "Box(shape=(4, 84, 84), uint8, bounds [0, 255])")],
 )
 def test_unsupported_spaces_are_one_error_line(
     env: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture

@@ -268,3 +268,17 @@ def test_os_errors_during_a_command_are_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("rlkd.run.atomic_torch_save", full_disk)
     err = error_line(capsys, ["train", "--preset", "debug", "--run-dir", str(tmp_path / "run")])
     assert err == "error: No space left on device: checkpoints/step_000000000256.pt"
+
+
+def test_spaces_in_messages_are_one_line():
+    import gymnasium as gym
+
+    from rlkd.errors import describe_space
+
+    box = gym.spaces.Box(np.arange(40, dtype=np.float32) - 1, np.arange(40, dtype=np.float32) + 5)
+    assert "\n" in str(box)  # what a message would have shown
+    assert describe_space(box) == "Box(shape=(40,), float32, bounds [-1.0, 44.0])"
+    nested = gym.spaces.Dict({"lidar": box, "goal": gym.spaces.Tuple((gym.spaces.Discrete(3),))})
+    assert describe_space(nested) == (
+        "Dict('goal': Tuple(Discrete(3)), 'lidar': Box(shape=(40,), float32, bounds [-1.0, 44.0]))"
+    )
