@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any
 
 import gymnasium as gym
@@ -34,13 +33,14 @@ from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
+from rlkd import loop
 from rlkd.config import TrainConfig, check_ranges
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
 from rlkd.nets import channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
 from rlkd.returns import gae
-from rlkd.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
+from rlkd.run import Run, load_state, seed_everything
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 
 
@@ -342,186 +342,207 @@ def init_intrinsic_obs_stats(
 
 # ------------------------------------------------------------------------------------------ training
 def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) -> None:
-    """Train PPO on ``cfg.env_id``, logging to and checkpointing into ``run``.
+    """Train PPO on ``cfg.env_id`` with the shared loop, logging to and checkpointing into ``run``.
 
     Args:
         cfg: Resolved config.
         run: Run folder to write.
         checkpoint: Payload of ``run.load_checkpoint()`` to resume from, or None for a fresh run.
     """
-    device = torch.device(cfg.device)
     seed_everything(cfg.seed)
-    global_step = int(checkpoint["step"]) if checkpoint else 0
-    # A resumed run starts fresh episodes, seeded by where it stopped, so it never replays the same ones.
-    envs = make_vec(cfg.env_id, cfg.num_envs, cfg.seed + global_step, cfg.env_backend, **cfg.env_kwargs)
-    obs_space, action_space = envs.single_observation_space, envs.single_action_space
-    check_spaces(obs_space, action_space, cfg.env_id)
-    if cfg.torch_threads or not is_image(tuple(obs_space.shape)):
-        # Measured on 2 cores: tiny MLP updates run ~2x faster on one thread than on two.
-        torch.set_num_threads(cfg.torch_threads or 1)
-    envs.action_space.seed(cfg.seed + global_step)
+    step = int(checkpoint["step"]) if checkpoint else 0
+    envs = make_vec(cfg.env_id, cfg.num_envs, cfg.seed + step, cfg.env_backend, **cfg.env_kwargs)
+    try:
+        obs_space, action_space = envs.single_observation_space, envs.single_action_space
+        check_spaces(obs_space, action_space, cfg.env_id)
+        if cfg.torch_threads or not is_image(tuple(obs_space.shape)):
+            # Measured on 2 cores: tiny MLP updates run ~2x faster on one thread than on two.
+            torch.set_num_threads(cfg.torch_threads or 1)
+        algo = PPO(cfg, obs_space, action_space)
+    except BaseException:
+        envs.close()
+        raise
+    loop.train(cfg, run, checkpoint, envs, algo)
 
-    intrinsic = make_intrinsic(
-        cfg.intrinsic,
-        obs_space,
-        cfg.num_envs,
-        gamma_int=cfg.gamma_int,
-        update_proportion=cfg.int_update_proportion,
-        output_dim=cfg.int_output_dim or None,
-        rdd_sigma=cfg.rdd_sigma or None,
-        device=device,
-    )
-    agent = Agent(obs_space, action_space, cfg.hidden_size, int_head=intrinsic is not None).to(device)
-    prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(device)
-    reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True).to(device)
-    # The intrinsic target network is frozen: only parameters that require grad are optimized.
-    agent_params = list(agent.parameters())
-    predictor_params = [p for p in intrinsic.parameters() if p.requires_grad] if intrinsic is not None else []
-    # fused: one kernel for all parameters; ~6x faster than the per-tensor loop on CPU (measured).
-    optimizer = torch.optim.Adam(agent_params + predictor_params, lr=cfg.learning_rate, eps=1e-5, fused=True)
-    guard = UpdateGuard(cfg.on_nonfinite)
 
-    T, N = cfg.num_steps, cfg.num_envs
-    batch_size = T * N
-    minibatch_size = batch_size // cfg.num_minibatches
-    num_iterations = math.ceil(cfg.total_steps / batch_size)
-    iteration = 0
-    if checkpoint:
-        state = checkpoint["state"]
-        load_state(agent, state["agent"], "agent")
-        load_state(prep, state["prep"], "observation normalizer")
-        load_state(reward_scaler, state["reward_scaler"], "reward scaler")
-        load_state(optimizer, state["optimizer"], "optimizer")
-        if intrinsic is not None:
-            load_state(intrinsic, state["intrinsic"], "intrinsic module")
-        iteration = int(state["iteration"])
-        guard.load_state_dict(state.get("guard", {}))
-        set_rng_state(state["rng"])
-        # The learner continues exactly; envs cannot be saved, so episodes start afresh and the
-        # per-env running extrinsic returns of reward scaling restart with them.
-        reward_scaler.returns.zero_()
+class PPO:
+    """PPO (+ RND/RDD) as the shared loop drives it: collect a rollout, then advantages and update.
 
-    obs, _ = envs.reset(seed=cfg.seed + global_step)
-    check_finite(f"env {cfg.env_id}", global_step, observation=obs)
-    if intrinsic is not None and not checkpoint:
-        obs = init_intrinsic_obs_stats(envs, intrinsic, cfg.int_init_steps, obs, device)
-    run.start()
+    Args:
+        cfg: Resolved config.
+        obs_space: One env's observation space (checked by :func:`check_spaces`).
+        action_space: One env's action space.
+    """
 
-    # Rollout storage, (T, N, ...).
-    img = prep.image
-    obs_buf = torch.zeros(
-        (T, N, *obs_space.shape), dtype=torch.uint8 if img else torch.float32, device=device
-    )
-    next_obs_buf = torch.zeros_like(obs_buf) if intrinsic is not None else None
-    act_dtype = torch.long if agent.discrete else torch.float32
-    actions = torch.zeros((T, N, *action_space.shape), dtype=act_dtype, device=device)
-    logprobs, rewards, terminated, ended, v_ext, v_int, boot_ext = (
-        torch.zeros((T, N), device=device) for _ in range(7)
-    )
+    def __init__(self, cfg: PPOConfig, obs_space: gym.spaces.Box, action_space: gym.Space) -> None:
+        self.cfg, self.obs_space, self.action_space = cfg, obs_space, action_space
+        self.label = f"{label(cfg)} {cfg.env_id}"
+        self.device = device = torch.device(cfg.device)
+        self.intrinsic = make_intrinsic(
+            cfg.intrinsic, obs_space, cfg.num_envs, gamma_int=cfg.gamma_int,
+            update_proportion=cfg.int_update_proportion, output_dim=cfg.int_output_dim or None,
+            rdd_sigma=cfg.rdd_sigma or None, device=device,
+        )  # fmt: skip
+        int_head = self.intrinsic is not None
+        self.agent = Agent(obs_space, action_space, cfg.hidden_size, int_head=int_head).to(device)
+        self.prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(device)
+        self.reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True).to(device)
+        # The intrinsic target network is frozen: only parameters that require grad are optimized.
+        self.agent_params = list(self.agent.parameters())
+        predictor = self.intrinsic.parameters() if self.intrinsic is not None else []
+        self.predictor_params = [p for p in predictor if p.requires_grad]
+        # fused: one kernel for all parameters; ~6x faster than the per-tensor loop on CPU (measured).
+        params = self.agent_params + self.predictor_params
+        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5, fused=True)
+        T, N = cfg.num_steps, cfg.num_envs
+        self.num_iterations = math.ceil(cfg.total_steps / (T * N))
+        self.iteration = 0
+        # Rollout storage, (T, N, ...); self.t is the next row to fill.
+        self.t = 0
+        self.obs_buf = torch.zeros(
+            (T, N, *obs_space.shape), dtype=torch.uint8 if self.prep.image else torch.float32, device=device
+        )
+        self.next_obs_buf = torch.zeros_like(self.obs_buf) if self.intrinsic is not None else None
+        act_dtype = torch.long if self.agent.discrete else torch.float32
+        self.actions = torch.zeros((T, N, *action_space.shape), dtype=act_dtype, device=device)
+        self.logprobs, self.rewards, self.terminated, self.ended, self.v_ext, self.v_int, self.boot_ext = (
+            torch.zeros((T, N), device=device) for _ in range(7)
+        )
+        self.int_acc = torch.zeros(N, device=device)  # running intrinsic return of each env's episode
+        self.last_obs: np.ndarray | None = None
 
-    ep_returns: list[float] = []
-    ep_lengths: list[float] = []
-    ep_success: list[float] = []
-    ep_int_returns: list[float] = []
-    int_acc = torch.zeros(N, device=device)
-    last_log = global_step
-    start_time, start_step = time.time(), global_step
-    progress = Progress(cfg.total_steps, global_step, f"{label(cfg)} {cfg.env_id}")
+    # ---------------------------------------------------------------- rollout
+    def start(self, envs: gym.vector.VectorEnv, obs: np.ndarray, resumed: bool) -> np.ndarray:
+        if self.intrinsic is not None and not resumed:
+            obs = init_intrinsic_obs_stats(envs, self.intrinsic, self.cfg.int_init_steps, obs, self.device)
+        return obs
 
-    while iteration < num_iterations:
-        if cfg.anneal_lr:
-            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - iteration / num_iterations)
-
-        # ---------------------------------------------------------------- rollout
-        for t in range(T):
-            with torch.no_grad():
-                x = prep(obs, device, update=True)
-                action, logp, _, value_ext, value_int = act_checked(agent, x, global_step)
-            next_obs, reward, term, trunc, info = envs.step(to_env_action(action, action_space))
-            global_step += N
-            check_finite(f"env {cfg.env_id}", global_step, observation=next_obs, reward=reward)
-            done = np.logical_or(term, trunc)
-            obs_buf[t], actions[t], logprobs[t], v_ext[t], v_int[t] = x, action, logp, value_ext, value_int
-            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            if cfg.norm_reward:
-                reward_scaler.update(reward_t[None], torch.as_tensor(done, device=device)[None])
-                reward_t = reward_scaler.scale(reward_t)
-            rewards[t] = reward_t
-            terminated[t] = torch.as_tensor(term, dtype=torch.float32, device=device)
-            ended[t] = torch.as_tensor(done, dtype=torch.float32, device=device)
-            if next_obs_buf is not None:
-                # The bonus is measured on the observation the stream continues from: at an episode
-                # end that is the next episode's first one, as in the RND reference code. Scoring the
-                # terminal observation instead pays the agent for crashing somewhere new.
-                next_obs_buf[t] = torch.as_tensor(next_obs, device=device)
-            boot_ext[t] = 0.0
-            cut = np.logical_and(trunc, ~term)
-            if cut.any():
-                real_next = final_observations(info, next_obs)
-                # Bootstrap the time limit with the value of the observation it cut off.
-                with torch.no_grad():
-                    boot = agent.values(prep(real_next[cut], device, update=False))[0]
-                boot_ext[t, torch.as_tensor(cut, device=device)] = boot
-            if "_episode" in info:
-                mask = info["_episode"]
-                ep_returns.extend(info["episode"]["r"][mask].tolist())
-                ep_lengths.extend(info["episode"]["l"][mask].tolist())
-                if "success" in info["episode"]:
-                    ep_success.extend(info["episode"]["success"][mask].astype(float).tolist())
-            obs = next_obs
-
-        # ---------------------------------------------------------------- returns and advantages
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        cfg, t = self.cfg, self.t
+        if t == 0 and cfg.anneal_lr:
+            frac = 1.0 - self.iteration / self.num_iterations
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
         with torch.no_grad():
-            last_ext, last_int = agent.values(prep(obs, device, update=False))
-            next_ext = torch.cat([v_ext[1:], last_ext[None]])
-            next_ext = torch.where(ended.bool(), boot_ext, next_ext)
-            adv_ext = gae(rewards, v_ext, next_ext, terminated, ended, cfg.gamma, cfg.gae_lambda)
-            ret_ext = adv_ext + v_ext
-            int_logs: dict[str, float] = {}
-            if intrinsic is not None:
-                flat_next = next_obs_buf.reshape(batch_size, *obs_space.shape)
-                # In chunks: the same values, at a fraction of the peak memory (and page faults).
-                raw_bonus = torch.cat([intrinsic.bonus(c) for c in flat_next.split(256)]).reshape(T, N)
-                int_rewards = intrinsic.normalize_rewards(raw_bonus)
-                # A diverged predictor would reach the policy loss as NaN and be misnamed there.
-                bonus_np = int_rewards.cpu().numpy()
-                check_finite(f"the {cfg.intrinsic} module", global_step, DIVERGED, intrinsic_reward=bonus_np)
-                intrinsic.update_obs_stats(flat_next)
-                # Non-episodic intrinsic return: no termination, no episode cut (RND section 2.3).
-                next_int = torch.cat([v_int[1:], last_int[None]])
-                zeros = torch.zeros_like(rewards)
-                adv_int = gae(int_rewards, v_int, next_int, zeros, zeros, cfg.gamma_int, cfg.gae_lambda)
-                ret_int = adv_int + v_int
-                advantages = cfg.ext_coef * adv_ext + cfg.int_coef * adv_int
-                for t in range(T):
-                    int_acc += int_rewards[t]
-                    done_t = ended[t].bool()
-                    ep_int_returns.extend(int_acc[done_t].tolist())
-                    int_acc[done_t] = 0.0
-                int_logs = {
-                    "intrinsic/reward_mean": int_rewards.mean().item(),
-                    "intrinsic/reward_std": int_rewards.std().item(),
-                    "intrinsic/raw_bonus_mean": raw_bonus.mean().item(),
-                }
-            else:
-                ret_int = torch.zeros_like(ret_ext)
-                advantages = adv_ext
+            x = self.prep(obs, self.device, update=True)
+            action, logp, _, value_ext, value_int = act_checked(self.agent, x, step)
+        self.obs_buf[t], self.actions[t], self.logprobs[t] = x, action, logp
+        self.v_ext[t], self.v_int[t] = value_ext, value_int
+        return to_env_action(action, self.action_space)
 
-        # ---------------------------------------------------------------- PPO update
-        b_obs = obs_buf.reshape(batch_size, *obs_space.shape)
-        b_next = next_obs_buf.reshape(batch_size, *obs_space.shape) if next_obs_buf is not None else None
-        b_actions = actions.reshape(batch_size, *action_space.shape)
-        b_logprobs, b_adv = logprobs.reshape(-1), advantages.reshape(-1)
+    def observe(self, tr: loop.Transition, step: int) -> None:
+        t, dev = self.t, self.device
+        done = np.logical_or(tr.terminated, tr.truncated)
+        reward_t = torch.as_tensor(tr.reward, dtype=torch.float32, device=dev)
+        if self.cfg.norm_reward:
+            self.reward_scaler.update(reward_t[None], torch.as_tensor(done, device=dev)[None])
+            reward_t = self.reward_scaler.scale(reward_t)
+        self.rewards[t] = reward_t
+        self.terminated[t] = torch.as_tensor(tr.terminated, dtype=torch.float32, device=dev)
+        self.ended[t] = torch.as_tensor(done, dtype=torch.float32, device=dev)
+        if self.next_obs_buf is not None:
+            # The bonus is measured on the observation the stream continues from: at an episode
+            # end that is the next episode's first one, as in the RND reference code. Scoring the
+            # terminal observation instead pays the agent for crashing somewhere new.
+            self.next_obs_buf[t] = torch.as_tensor(tr.next_obs, device=dev)
+        self.boot_ext[t] = 0.0
+        cut = np.logical_and(tr.truncated, ~tr.terminated)
+        if cut.any():
+            real_next = final_observations(tr.info, tr.next_obs)
+            # Bootstrap the time limit with the value of the observation it cut off.
+            with torch.no_grad():
+                boot = self.agent.values(self.prep(real_next[cut], dev, update=False))[0]
+            self.boot_ext[t, torch.as_tensor(cut, device=dev)] = boot
+        self.t += 1
+        self.last_obs = tr.next_obs
+
+    def at_boundary(self) -> bool:
+        return self.t == 0
+
+    def status(self) -> dict[str, float]:
+        return {"charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
+
+    def media(self, step: int) -> dict[str, Tensor]:
+        return {}
+
+    # ---------------------------------------------------------------- returns and advantages
+    @torch.no_grad()
+    def advantages(self, step: int) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+        """(advantages, extrinsic returns, intrinsic returns, intrinsic logs), each (T, N)."""
+        cfg = self.cfg
+        last_ext, last_int = self.agent.values(self.prep(self.last_obs, self.device, update=False))
+        next_ext = torch.cat([self.v_ext[1:], last_ext[None]])
+        next_ext = torch.where(self.ended.bool(), self.boot_ext, next_ext)
+        adv_ext = gae(
+            self.rewards, self.v_ext, next_ext, self.terminated, self.ended, cfg.gamma, cfg.gae_lambda
+        )
+        ret_ext = adv_ext + self.v_ext
+        if self.intrinsic is None:
+            return adv_ext, ret_ext, torch.zeros_like(ret_ext), {}
+        T, N = self.rewards.shape
+        flat_next = self.next_obs_buf.reshape(T * N, *self.obs_space.shape)
+        # In chunks: the same values, at a fraction of the peak memory (and page faults).
+        raw_bonus = torch.cat([self.intrinsic.bonus(c) for c in flat_next.split(256)]).reshape(T, N)
+        int_rewards = self.intrinsic.normalize_rewards(raw_bonus)
+        # A diverged predictor would reach the policy loss as NaN and be misnamed there.
+        bonus_np = int_rewards.cpu().numpy()
+        check_finite(f"the {cfg.intrinsic} module", step, DIVERGED, intrinsic_reward=bonus_np)
+        self.intrinsic.update_obs_stats(flat_next)
+        # Non-episodic intrinsic return: no termination, no episode cut (RND section 2.3).
+        next_int = torch.cat([self.v_int[1:], last_int[None]])
+        zeros = torch.zeros_like(self.rewards)
+        adv_int = gae(int_rewards, self.v_int, next_int, zeros, zeros, cfg.gamma_int, cfg.gae_lambda)
+        logs = {
+            "intrinsic/reward_mean": int_rewards.mean().item(),
+            "intrinsic/reward_std": int_rewards.std().item(),
+            "intrinsic/raw_bonus_mean": raw_bonus.mean().item(),
+        }
+        ended_returns: list[float] = []
+        for t in range(T):
+            self.int_acc += int_rewards[t]
+            done_t = self.ended[t].bool()
+            ended_returns.extend(self.int_acc[done_t].tolist())
+            self.int_acc[done_t] = 0.0
+        if ended_returns:
+            logs["charts/episodic_intrinsic_return"] = float(np.mean(ended_returns))
+        return cfg.ext_coef * adv_ext + cfg.int_coef * adv_int, ret_ext, adv_int + self.v_int, logs
+
+    # ---------------------------------------------------------------- update
+    def update(self, step: int, guard: UpdateGuard) -> dict[str, float]:
+        """After a full rollout: advantages, then ``update_epochs`` passes of clipped PPO."""
+        if self.t < self.cfg.num_steps:
+            return {}
+        self.t = 0
+        advantages, ret_ext, ret_int, int_logs = self.advantages(step)
+        logs = self.learn(advantages, ret_ext, ret_int, guard)
+        if self.intrinsic is not None:  # diagnostics of this update's last predictor minibatch
+            int_logs.update({f"intrinsic/{k}": v for k, v in self.intrinsic.metrics().items()})
+        self.iteration += 1
+        y_pred, y_true = self.v_ext.cpu().numpy().ravel(), ret_ext.cpu().numpy().ravel()
+        var_y = np.var(y_true)
+        logs["losses/explained_variance"] = (
+            float("nan") if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y)
+        )
+        return {**logs, **int_logs}
+
+    def learn(
+        self, advantages: Tensor, ret_ext: Tensor, ret_int: Tensor, guard: UpdateGuard
+    ) -> dict[str, float]:
+        """The PPO epochs over minibatches of the flattened (T*N) rollout."""
+        cfg, batch_size = self.cfg, self.rewards.numel()
+        minibatch_size = batch_size // cfg.num_minibatches
+        b_obs = self.obs_buf.reshape(batch_size, *self.obs_space.shape)
+        b_next = self.next_obs_buf.reshape(batch_size, *self.obs_space.shape) if self.intrinsic else None
+        b_actions = self.actions.reshape(batch_size, *self.action_space.shape)
+        b_logprobs, b_adv = self.logprobs.reshape(-1), advantages.reshape(-1)
         b_ret_ext, b_ret_int = ret_ext.reshape(-1), ret_int.reshape(-1)
-        b_v_ext, b_v_int = v_ext.reshape(-1), v_int.reshape(-1)
+        b_v_ext, b_v_int = self.v_ext.reshape(-1), self.v_int.reshape(-1)
         clipfracs: list[float] = []
         stats: dict[str, float] = {}
-        guard.step = global_step
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(batch_size, device=device)
+            perm = torch.randperm(batch_size, device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = perm[start : start + minibatch_size]
-                _, newlogp, entropy, new_ext, new_int = agent.act(b_obs[mb], b_actions[mb])
+                _, newlogp, entropy, new_ext, new_int = self.agent.act(b_obs[mb], b_actions[mb])
                 logratio = newlogp - b_logprobs[mb]
                 ratio = logratio.exp()
                 with torch.no_grad():
@@ -534,85 +555,62 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
                     -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
                 ).mean()
                 v_loss = value_loss(new_ext, b_ret_ext[mb], b_v_ext[mb], cfg)
-                if intrinsic is not None:
+                if self.intrinsic is not None:
                     v_loss = v_loss + value_loss(new_int, b_ret_int[mb], b_v_int[mb], cfg)
                 entropy_loss = entropy.mean()
                 terms = {"policy": pg_loss, "value": v_loss, "entropy": entropy_loss}
                 loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
-                if intrinsic is not None:
-                    terms["predictor"] = predictor = intrinsic.loss(b_next[mb])["predictor"]
+                if self.intrinsic is not None:
+                    terms["predictor"] = predictor = self.intrinsic.loss(b_next[mb])["predictor"]
                     loss = loss + predictor
                     stats["intrinsic/predictor_loss"] = predictor.item()
-                optimizer.zero_grad()
+                self.optimizer.zero_grad()
                 loss.backward()
-                # Clipped separately: CleanRL's RND clips policy and predictor together, so a large
-                # predictor gradient (RDD regresses onto noisy targets, loss ~ sigma^2) would shrink
-                # the policy's step through the shared norm.
-                norms = {"agent": nn.utils.clip_grad_norm_(agent_params, cfg.max_grad_norm)}
-                if predictor_params:
-                    norms["predictor"] = nn.utils.clip_grad_norm_(predictor_params, cfg.max_grad_norm)
-                if guard.ok(terms, norms):
-                    optimizer.step()
+                self.step_optimizer(terms, guard)
             if cfg.target_kl and approx_kl > cfg.target_kl:
                 break
-        if intrinsic is not None:  # diagnostics of this update's last predictor minibatch
-            int_logs.update({f"intrinsic/{k}": v for k, v in intrinsic.metrics().items()})
-        iteration += 1
+        return {
+            "losses/policy_loss": pg_loss.item(),
+            "losses/value_loss": v_loss.item(),
+            "losses/entropy": entropy_loss.item(),
+            "losses/approx_kl": approx_kl.item(),
+            "losses/clipfrac": float(np.mean(clipfracs)),
+            **stats,
+        }
 
-        # ---------------------------------------------------------------- logging and checkpoints
-        y_pred, y_true = b_v_ext.cpu().numpy(), b_ret_ext.cpu().numpy()
-        var_y = np.var(y_true)
-        sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-        if global_step - last_log >= cfg.log_interval or iteration == num_iterations:
-            last_log = global_step
-            scalars = {
-                "charts/SPS": sps,
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                "losses/policy_loss": pg_loss.item(),
-                "losses/value_loss": v_loss.item(),
-                "losses/entropy": entropy_loss.item(),
-                "losses/approx_kl": approx_kl.item(),
-                "losses/clipfrac": float(np.mean(clipfracs)),
-                "losses/explained_variance": float("nan")
-                if var_y == 0
-                else float(1 - np.var(y_true - y_pred) / var_y),
-                **stats,
-                **int_logs,
-            }
-            if guard.mode == "skip":
-                scalars["charts/skipped_updates"] = guard.skipped
-            if ep_returns:
-                scalars["charts/episodic_return"] = float(np.mean(ep_returns))
-                scalars["charts/episodic_length"] = float(np.mean(ep_lengths))
-            if ep_success:
-                scalars["charts/success_rate"] = float(np.mean(ep_success))
-            if ep_int_returns:
-                scalars["charts/episodic_intrinsic_return"] = float(np.mean(ep_int_returns))
-            run.log_scalars(global_step, scalars)
-            progress.update(
-                global_step,
-                SPS=sps,
-                ret=scalars.get("charts/episodic_return"),
-                success=scalars.get("charts/success_rate"),
-            )
-            ep_returns, ep_lengths, ep_success, ep_int_returns = [], [], [], []
-        if global_step // cfg.checkpoint_interval != (
-            global_step - batch_size
-        ) // cfg.checkpoint_interval or (iteration == num_iterations):
-            state = {
-                "agent": agent.state_dict(),
-                "prep": prep.state_dict(),
-                "reward_scaler": reward_scaler.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "intrinsic": intrinsic.state_dict() if intrinsic is not None else {},
-                "iteration": iteration,
-                "rng": rng_state(),
-                "guard": guard.state_dict(),
-            }
-            run.save_checkpoint(global_step, state, keep=cfg.keep_checkpoints)
-    progress.close()
-    envs.close()
-    run.close()
+    def step_optimizer(self, terms: dict[str, Tensor], guard: UpdateGuard) -> None:
+        """Clip, then step unless the guard finds a NaN/inf loss or gradient."""
+        # Clipped separately: CleanRL's RND clips policy and predictor together, so a large
+        # predictor gradient (RDD regresses onto noisy targets, loss ~ sigma^2) would shrink
+        # the policy's step through the shared norm.
+        norms = {"agent": nn.utils.clip_grad_norm_(self.agent_params, self.cfg.max_grad_norm)}
+        if self.predictor_params:
+            norms["predictor"] = nn.utils.clip_grad_norm_(self.predictor_params, self.cfg.max_grad_norm)
+        if guard.ok(terms, norms):
+            self.optimizer.step()
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.state_dict(),
+            "prep": self.prep.state_dict(),
+            "reward_scaler": self.reward_scaler.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "intrinsic": self.intrinsic.state_dict() if self.intrinsic is not None else {},
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_state(self.agent, state["agent"], "agent")
+        load_state(self.prep, state["prep"], "observation normalizer")
+        load_state(self.reward_scaler, state["reward_scaler"], "reward scaler")
+        load_state(self.optimizer, state["optimizer"], "optimizer")
+        if self.intrinsic is not None:
+            load_state(self.intrinsic, state["intrinsic"], "intrinsic module")
+        self.iteration = int(state["iteration"])
+        # The learner continues exactly; envs cannot be saved, so episodes start afresh and the
+        # per-env running extrinsic returns of reward scaling restart with them.
+        self.reward_scaler.returns.zero_()
 
 
 def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:

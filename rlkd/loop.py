@@ -1,0 +1,231 @@
+"""The one online training loop: everything an agent needs that is not its algorithm.
+
+An agent (PPO in ``agents/ppo.py``, Dreamer/DisWM in ``agents/dreamer.py``) is an
+:class:`Algorithm`: it picks actions, is shown every vector step, learns when it decides an
+update is due, and saves and loads its own state. :func:`train` owns the rest, once: resetting and
+stepping the environments, the non-finite checks on env data and optimizer steps, episode
+statistics, env callbacks (DisWM's colour switch), log and checkpoint cadence, the progress
+display, resume (RNG states, the non-finite guard's count) and closing everything. The anchor is
+Stable-Baselines3's template method: ``collect_rollouts`` exists once and ``PPO.train`` is only
+the update.
+
+Shapes: every array of a :class:`Transition` has the number of environments ``N`` first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from torch import Tensor
+
+from rlkd.config import TrainConfig
+from rlkd.guard import UpdateGuard, check_finite
+from rlkd.run import Progress, Run, rng_state, set_rng_state
+
+Scalar = float | Tensor
+
+
+@dataclasses.dataclass
+class Transition:
+    """One vector step, as the algorithm is shown it (Gymnasium's same-step autoreset: where an
+    episode ended, ``next_obs`` is the next episode's first observation and ``info`` holds the
+    final one)."""
+
+    obs: np.ndarray  # (N, *obs_shape)
+    action: np.ndarray  # (N, *action_shape), as given to the env
+    reward: np.ndarray  # (N,)
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+    info: dict[str, Any]
+    next_obs: np.ndarray  # (N, *obs_shape)
+
+
+class Algorithm(Protocol):
+    """What an agent gives the loop."""
+
+    label: str
+    """Shown in the progress display."""
+
+    def start(self, envs: Any, obs: np.ndarray, resumed: bool) -> np.ndarray:
+        """Called once after the reset: warm-ups that step the envs (RND's observation statistics),
+        first observations into a replay. Returns the envs' current observation."""
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        """Env actions (N, ...) for observations (N, ...) at env step ``step``."""
+
+    def observe(self, transition: Transition, step: int) -> None:
+        """Store one vector step; ``step`` counts env steps including this one."""
+
+    def update(self, step: int, guard: UpdateGuard) -> Mapping[str, Scalar]:
+        """Learn if an update is due; returns scalars to log under their tags (empty if none ran).
+        Every optimizer step goes through ``guard.ok``."""
+
+    def at_boundary(self) -> bool:
+        """Whether logging, checkpointing and stopping may happen now (PPO: between rollouts)."""
+
+    def status(self) -> Mapping[str, Scalar]:
+        """Scalars describing the current state (learning rate, eta), logged at every log."""
+
+    def media(self, step: int) -> Mapping[str, Tensor]:
+        """Image batches (N, C, H, W) in [0, 1] to log now under their tags; empty if none."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly, as checkpoint data (flat keys)."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+
+
+class Callback(Protocol):
+    """Something done to the envs as training goes (e.g. switching colour distractors)."""
+
+    def on_start(self, envs: Any) -> None:
+        """Called before the first reset (after a resume restored the callback's state)."""
+
+    def on_step(self, step: int, envs: Any, run: Run) -> None:
+        """Called after every vector step."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class EpisodeStats:
+    """Return, length and (if the env reports it) success of the episodes that ended since the
+    last :meth:`pop`, read from the episode-statistics wrapper's ``info["episode"]``."""
+
+    TAGS: ClassVar[dict[str, str]] = {
+        "r": "charts/episodic_return", "l": "charts/episodic_length", "success": "charts/success_rate"
+    }  # fmt: skip
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {k: [] for k in self.TAGS}
+
+    def record(self, info: Mapping[str, Any]) -> None:
+        if "episode" not in info:
+            return
+        ended = np.flatnonzero(info["_episode"])
+        for key, values in self.values.items():
+            if key in info["episode"]:
+                values.extend(np.asarray(info["episode"][key])[ended].astype(float).tolist())
+
+    def pop(self) -> dict[str, float]:
+        """Means under their ``charts/`` tags; clears the episodes."""
+        out = {self.TAGS[k]: float(np.mean(v)) for k, v in self.values.items() if v}
+        for v in self.values.values():
+            v.clear()
+        return out
+
+
+class Scalars:
+    """Means of update scalars over a log interval (tensors summed: no device sync per update)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Scalar] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: Mapping[str, Scalar]) -> None:
+        for k, v in values.items():
+            if isinstance(v, Tensor):
+                if v.dim() != 0:
+                    continue
+                v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return out
+
+
+def train(
+    cfg: TrainConfig,
+    run: Run,
+    checkpoint: Mapping[str, Any] | None,
+    envs: Any,
+    algo: Algorithm,
+    callbacks: Sequence[Callback] = (),
+) -> None:
+    """Train ``algo`` on ``envs`` until ``cfg.total_steps`` env steps (and a boundary) are reached.
+
+    Args:
+        cfg: The run's config (seed, total steps, cadences, ``on_nonfinite``).
+        run: The run folder (locked by the caller); announced once start-up succeeded.
+        checkpoint: A payload of ``run.load_checkpoint()`` to resume from, or None.
+        envs: The vector env (closed at the end, also on errors).
+        algo: The agent.
+        callbacks: Env callbacks, in order.
+    """
+    try:
+        _train(cfg, run, checkpoint, envs, algo, callbacks)
+    finally:
+        envs.close()
+        run.close()
+
+
+def _train(
+    cfg: TrainConfig, run: Run, checkpoint: Mapping[str, Any] | None, envs: Any, algo: Algorithm,
+    callbacks: Sequence[Callback],
+) -> None:  # fmt: skip
+    step = int(checkpoint["step"]) if checkpoint else 0
+    guard = UpdateGuard(cfg.on_nonfinite)
+    if checkpoint:
+        state = checkpoint["state"]
+        algo.load_state_dict(state)
+        for cb in callbacks:
+            cb.load_state_dict(state)
+        guard.load_state_dict(state.get("guard", {}))
+        set_rng_state(state["rng"])
+    for cb in callbacks:
+        cb.on_start(envs)
+    # A resumed run starts fresh episodes, seeded by where it stopped, so it never replays the same ones.
+    obs, _ = envs.reset(seed=cfg.seed + step)
+    envs.action_space.seed(cfg.seed + step)
+    check_finite(f"env {cfg.env_id}", step, observation=obs)
+    obs = algo.start(envs, obs, resumed=checkpoint is not None)
+    run.start()
+
+    episodes, scalars = EpisodeStats(), Scalars()
+    progress = Progress(cfg.total_steps, step, algo.label)
+    last_log, last_ckpt = step, step
+    t0, s0 = time.time(), step
+    while step < cfg.total_steps or not algo.at_boundary():
+        action = algo.act(obs, step)
+        next_obs, reward, term, trunc, info = envs.step(action)
+        step += envs.num_envs
+        check_finite(f"env {cfg.env_id}", step, observation=next_obs, reward=reward)
+        episodes.record(info)
+        algo.observe(Transition(obs, action, reward, term, trunc, info, next_obs), step)
+        obs = next_obs
+        for cb in callbacks:
+            cb.on_step(step, envs, run)
+
+        guard.step = step
+        scalars.add(algo.update(step, guard))
+        for tag, images in algo.media(step).items():
+            run.writer.add_images(tag, images, step)
+        if not algo.at_boundary():
+            continue
+        done = step >= cfg.total_steps
+        if step - last_log >= cfg.log_interval or done:
+            last_log = step
+            sps = (step - s0) / max(time.time() - t0, 1e-9)
+            logged = {"charts/SPS": sps, **algo.status(), **episodes.pop(), **scalars.pop()}
+            if guard.mode == "skip":
+                logged["charts/skipped_updates"] = guard.skipped
+            run.log_scalars(step, logged)
+            ret, success = logged.get("charts/episodic_return"), logged.get("charts/success_rate")
+            progress.update(step, SPS=sps, ret=ret, success=success)
+        # Checkpoints at the first boundary past each multiple of checkpoint_interval, and at the end.
+        if step // cfg.checkpoint_interval > last_ckpt // cfg.checkpoint_interval or done:
+            last_ckpt = step
+            state = {**algo.state_dict(), "rng": rng_state(), "guard": guard.state_dict()}
+            for cb in callbacks:
+                state |= cb.state_dict()
+            run.save_checkpoint(step, state, keep=cfg.keep_checkpoints)
+    progress.close()
