@@ -22,7 +22,7 @@ Agents served by this module (``--agent``):
 from __future__ import annotations
 
 import dataclasses
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -32,13 +32,14 @@ from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
 from rlkd import envs as rlkd_envs
+from rlkd import loop
 from rlkd.behaviour import Behaviour
 from rlkd.config import check_ranges
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.replay import Replay
 from rlkd.rssm import RSSM, State
-from rlkd.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
+from rlkd.run import Run, load_state, seed_everything
 from rlkd.wm_codecs import BetaVAEEncoder, preprocess
 from rlkd.world_model import (
     Distillation,
@@ -458,26 +459,7 @@ def make_envs(cfg: DreamerConfig) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
     return envs, bounds
 
 
-# ============================================================================ training loop
-
-
-class Scalars:
-    """Means of the update metrics over a log interval (tensors summed: no sync per update)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.count = 0
-
-    def add(self, values: dict[str, Tensor]) -> None:
-        for k, v in values.items():
-            if v.dim() == 0:
-                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.count += 1
-
-    def pop(self) -> dict[str, float]:
-        out = {k: float(v) / self.count for k, v in self.sums.items()}
-        self.sums, self.count = {}, 0
-        return out
+# ============================================================================ training
 
 
 LOSS_TAGS = ("image", "reward", "kl", "continue", "distill", "actor", "critic")
@@ -486,8 +468,8 @@ BEHAVIOUR_TAGS = ("actor_entropy", "action_std", "imag_reward", "imag_return", "
                   "grad_norm_actor", "grad_norm_critic")  # fmt: skip
 
 
-def tagged(means: dict[str, float]) -> dict[str, float]:
-    """Update means under their TensorBoard tags: losses/, world_model/, behaviour/."""
+def tagged(means: Mapping[str, Any]) -> dict[str, Any]:
+    """Update values under their TensorBoard tags: losses/, world_model/, behaviour/."""
     out = {f"losses/{k}": means[k] for k in LOSS_TAGS if k in means}
     out |= {f"world_model/{k}": means[k] for k in WM_TAGS if k in means}
     out |= {f"behaviour/{k}": means[k] for k in BEHAVIOUR_TAGS if k in means}
@@ -495,9 +477,8 @@ def tagged(means: dict[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def log_images(run: Run, agent: Agent, batch: dict[str, Tensor], recon: Tensor, step: int) -> None:
-    """Reconstructions and an open-loop imagined rollout (5 context frames, then the prior)."""
-    run.writer.add_images("world_model/reconstruction", reconstruction_grid(batch["obs"], recon), step)
+def images(agent: Agent, batch: dict[str, Tensor], recon: Tensor) -> dict[str, Tensor]:
+    """Reconstructions and an open-loop imagined rollout (5 context frames, then the prior), NCHW."""
     wm = agent.wm
     ctx = min(5, batch["obs"].shape[1] - 1)
     embed, _, _ = wm.encode(preprocess(batch["obs"][:1, :ctx]), sample=False)
@@ -508,7 +489,10 @@ def log_images(run: Run, agent: Agent, batch: dict[str, Tensor], recon: Tensor, 
         state = wm.rssm.img_step(state, batch["action"][:1, t], sample=False)
         frames.append(wm.decoder(RSSM.feat(state))[0])
     imag = (torch.stack(frames) + 0.5).clamp(0, 1)[:8]
-    run.writer.add_images("world_model/imagined", imag.permute(0, 3, 1, 2), step)
+    return {
+        "world_model/reconstruction": reconstruction_grid(batch["obs"], recon),
+        "world_model/imagined": imag.permute(0, 3, 1, 2),
+    }
 
 
 def build_agent(
@@ -527,37 +511,7 @@ def build_agent(
     return agent, teacher
 
 
-@dataclasses.dataclass
-class Counters:
-    """Loop state that checkpoints keep besides the networks: steps, updates, schedule credits."""
-
-    step: int = 0
-    updates: int = 0
-    switched: bool = False
-    train_credit: int = 0
-    skipped: int = 0
-
-
-def restore(
-    checkpoint: dict, agent: Agent, teacher: nn.Module | None, opts: dict[str, torch.optim.Optimizer],
-    replay: Replay,
-) -> Counters:  # fmt: skip
-    """Load every weight, optimizer, RNG state, counter and (if saved) the replay of a checkpoint."""
-    st = checkpoint["state"]
-    load_weights(agent, st)
-    if teacher is not None:
-        load_state(teacher, st["teacher"], "teacher")
-    for name, opt in opts.items():
-        load_state(opt, st["opts"][name], f"{name} optimizer")
-    if "replay" in st:
-        load_state(replay, st["replay"], "replay buffer")
-    set_rng_state(st["rng"])
-    step, credit = int(checkpoint["step"]), int(st["train_credit"])
-    skipped = int(st.get("skipped_updates", 0))  # absent from checkpoints before the guard
-    return Counters(step, int(st["updates"]), bool(st["switched"]), credit, skipped)
-
-
-def load_weights(agent: Agent, state: dict[str, Any]) -> None:
+def load_weights(agent: Agent, state: Mapping[str, Any]) -> None:
     """Load a checkpoint's agent weights; a checkpoint of other networks is one user error."""
     try:
         agent.load_state_dict(state["agent"])
@@ -566,26 +520,6 @@ def load_weights(agent: Agent, state: dict[str, Any]) -> None:
             "this checkpoint holds different Dreamer networks (written by an older rlkd, before "
             "`--agent dreamer` became DreamerV2, or with other sizes): train a new run"
         ) from None
-
-
-def checkpoint_state(
-    cfg: DreamerConfig, agent: Agent, teacher: nn.Module | None, opts: dict[str, torch.optim.Optimizer],
-    replay: Replay, counters: Counters, obs_shape: tuple[int, ...], bounds: tuple[np.ndarray, np.ndarray],
-) -> dict[str, Any]:  # fmt: skip
-    """What :func:`restore` and :func:`load_policy` need, as plain data."""
-    state: dict[str, Any] = {
-        "agent": agent.state_dict(), "opts": {k: o.state_dict() for k, o in opts.items()},
-        "rng": rng_state(), "updates": counters.updates, "switched": counters.switched,
-        "train_credit": counters.train_credit, "skipped_updates": counters.skipped,
-        "meta": model_meta(cfg), "action_dim": len(bounds[0]),
-        "obs_shape": list(obs_shape), "beta_vae": cfg.mode != "none",
-        "action_low": torch.from_numpy(bounds[0]), "action_high": torch.from_numpy(bounds[1]),
-    }  # fmt: skip
-    if teacher is not None:
-        state["teacher"] = teacher.state_dict()
-    if cfg.checkpoint_replay:
-        state["replay"] = replay.state_dict()
-    return state
 
 
 def store(
@@ -602,21 +536,8 @@ def store(
             replay.add(i, next_obs[i], zero_act, 0.0, True, False)
 
 
-def updates_due(cfg: DreamerConfig, counters: Counters, replay: Replay, prefill_done: bool) -> int:
-    """Updates to run after this vector step: ``train_steps`` every ``train_every`` agent steps,
-    plus ``prefill_updates`` once when the prefill ends (the official ``pretrain: 100``)."""
-    n_updates = 0 if prefill_done else cfg.prefill_updates
-    counters.train_credit += cfg.num_envs
-    while counters.train_credit >= cfg.train_every:
-        counters.train_credit -= cfg.train_every
-        n_updates += cfg.train_steps
-    # After a resume without the saved replay (or with many envs sharing the prefill), wait until
-    # some env has a whole batch_length window instead of failing.
-    return n_updates if replay.has_window(cfg.batch_length) else 0
-
-
 def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
-    """Train online; ``checkpoint`` (a payload of this run) resumes from its step.
+    """Train online with the shared loop; ``checkpoint`` (a payload of this run) resumes from its step.
 
     On resume every weight, optimizer, counter, RNG state and (with ``checkpoint_replay``) the
     replay buffer are restored; environments restart their episodes.
@@ -624,122 +545,173 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
-    device = cfg.device
     envs, bounds = make_envs(cfg)
-    obs_space = envs.single_observation_space
-    obs_shape, action_dim = tuple(obs_space.shape), int(bounds[0].shape[0])
-    agent, teacher = build_agent(cfg, obs_shape, action_dim, checkpoint is not None)
-    opts = build_optimizers(agent, cfg)
-    replay = Replay(cfg.num_envs, cfg.replay_capacity, obs_shape, obs_space.dtype, action_dim, cfg.seed)
-    n = restore(checkpoint, agent, teacher, opts, replay) if checkpoint is not None else Counters()
-    guard = UpdateGuard(cfg.on_nonfinite)
-    guard.skipped = n.skipped
-    # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
-    # the eta formula always sees the step at which the model was built (after prefill): eta is
-    # frozen at its initial value. `official_frozen_eta` reproduces that.
-    frozen_eta = eta_schedule(cfg, max(n.step, cfg.prefill))
-    if n.switched:
-        set_color_set(envs, cfg.color_switch_to)
+    try:
+        algo = Dreamer(cfg, envs.single_observation_space, bounds, resuming=checkpoint is not None)
+    except BaseException:
+        envs.close()
+        raise
+    loop.train(cfg, run, checkpoint, envs, algo, [ColourSwitch(cfg)] if cfg.color_switch else [])
 
-    obs, _ = envs.reset(seed=cfg.seed + n.step)
-    check_finite(f"env {cfg.env_id}", n.step, observation=obs)
-    envs.action_space.seed(cfg.seed + n.step)
-    first = np.ones(cfg.num_envs, bool)
-    for i in range(cfg.num_envs):
-        replay.add(i, obs[i], np.zeros(action_dim, np.float32), 0.0, True, False)
-    latent = agent.wm.rssm.initial(cfg.num_envs, device)
-    prev_action = torch.zeros(cfg.num_envs, action_dim, device=device)
-    run.start()
 
-    progress = Progress(cfg.total_steps, n.step, label(cfg))
-    last_log = last_img = last_ckpt = n.step
-    t0, s0 = time.time(), n.step
-    episodes: dict[str, list[float]] = {"return": [], "length": [], "success": []}
-    scalars = Scalars()
-    prefill_done = n.step >= cfg.prefill
-    while n.step < cfg.total_steps:
-        # ---- act (the latent follows the observations during prefill too, so the first policy
-        # step after it starts from a filtered state, not from zeros mid-episode)
+class ColourSwitch:
+    """The colour-distractor switch at half of training (official ``dreamer.py`` main loop)."""
+
+    def __init__(self, cfg: DreamerConfig) -> None:
+        self.cfg, self.switched = cfg, False
+
+    def on_start(self, envs: Any) -> None:
+        if self.switched:  # a resumed run continues on the colours it had switched to
+            set_color_set(envs, self.cfg.color_switch_to)
+
+    def on_step(self, step: int, envs: Any, run: Run) -> None:
+        if not self.switched and step >= self.cfg.total_steps // 2:
+            set_color_set(envs, self.cfg.color_switch_to)
+            self.switched = True
+            run.log_scalars(step, {"charts/color_switch": 1.0})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"switched": self.switched}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.switched = bool(state.get("switched", False))
+
+
+class Dreamer:
+    """Dreamer/DisWM as the shared loop drives it: act through the RSSM, replay every step, and run
+    ``train_steps`` world-model + behaviour updates every ``train_every`` env steps after the prefill.
+
+    Args:
+        cfg: Resolved config.
+        obs_space: One env's observation space.
+        bounds: The env's action bounds (low, high), each (A,).
+        resuming: Whether a checkpoint will be loaded (then pretrained weights are not read).
+    """
+
+    def __init__(
+        self, cfg: DreamerConfig, obs_space: gym.Space, bounds: tuple[np.ndarray, np.ndarray], resuming: bool
+    ) -> None:
+        self.cfg, self.bounds, self.label = cfg, bounds, label(cfg)
+        self.obs_shape, self.action_dim = tuple(obs_space.shape), int(bounds[0].shape[0])
+        self.agent, self.teacher = build_agent(cfg, self.obs_shape, self.action_dim, resuming)
+        self.opts = build_optimizers(self.agent, cfg)
+        self.replay = Replay(
+            cfg.num_envs, cfg.replay_capacity, self.obs_shape, obs_space.dtype, self.action_dim, cfg.seed
+        )
+        self.step = self.updates = self.train_credit = self.last_img = 0
+        self.prefill_done, self.frozen_eta = False, 0.0
+        self.recent: tuple[dict[str, Tensor], Tensor] | None = None  # last batch and reconstruction
+        self.action = np.zeros((cfg.num_envs, self.action_dim), np.float32)
+
+    def start(self, envs: Any, obs: np.ndarray, step: int, resumed: bool) -> np.ndarray:
+        cfg, device = self.cfg, self.cfg.device
+        self.step = self.last_img = step
+        self.prefill_done = step >= cfg.prefill
+        # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
+        # the eta formula always sees the step at which the model was built (after prefill): eta is
+        # frozen at its initial value. `official_frozen_eta` reproduces that.
+        self.frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
+        for i in range(cfg.num_envs):
+            self.replay.add(i, obs[i], np.zeros(self.action_dim, np.float32), 0.0, True, False)
+        self.latent = self.agent.wm.rssm.initial(cfg.num_envs, device)
+        self.prev_action = torch.zeros(cfg.num_envs, self.action_dim, device=device)
+        self.first = np.ones(cfg.num_envs, bool)
+        return obs
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        # The latent follows the observations during prefill too, so the first policy step after it
+        # starts from a filtered state, not from zeros mid-episode.
+        cfg, device = self.cfg, self.cfg.device
         with torch.no_grad():
-            obs_t, first_t = torch.as_tensor(obs, device=device), torch.as_tensor(first, device=device)
-            latent, act_t = agent.policy_step(latent, prev_action, obs_t, first_t, deterministic=False)
-        if n.step < cfg.prefill:
-            action = np.random.uniform(-1.0, 1.0, (cfg.num_envs, action_dim)).astype(np.float32)
+            obs_t, first_t = torch.as_tensor(obs, device=device), torch.as_tensor(self.first, device=device)
+            self.latent, act_t = self.agent.policy_step(self.latent, self.prev_action, obs_t, first_t, False)
+        if step < cfg.prefill:
+            self.action = np.random.uniform(-1.0, 1.0, (cfg.num_envs, self.action_dim)).astype(np.float32)
         else:
-            action = act_t.cpu().numpy().astype(np.float32)
-            check_finite("the policy", n.step, DIVERGED, action=action)
-        next_obs, reward, term, trunc, info = envs.step(to_env_action(action, *bounds))
-        check_finite(f"env {cfg.env_id}", n.step + cfg.num_envs, observation=next_obs, reward=reward)
-        done = np.logical_or(term, trunc)
-        store(replay, info, next_obs, action, reward, term, done)
-        record_episodes(info, episodes)
-        prev_action = torch.as_tensor(action, device=device) * torch.as_tensor(~done, device=device)[:, None]
-        obs, first = next_obs, done
-        n.step += cfg.num_envs
+            self.action = act_t.cpu().numpy().astype(np.float32)
+            check_finite("the policy", step, DIVERGED, action=self.action)
+        return to_env_action(self.action, *self.bounds)
 
-        # ---- colour-distractor switch at half of training (official dreamer.py main loop)
-        if cfg.color_switch and not n.switched and n.step >= cfg.total_steps // 2:
-            set_color_set(envs, cfg.color_switch_to)
-            n.switched = True
-            run.log_scalars(n.step, {"charts/color_switch": 1.0})
+    def observe(self, tr: loop.Transition, step: int) -> None:
+        done = np.logical_or(tr.terminated, tr.truncated)
+        store(self.replay, tr.info, tr.next_obs, self.action, tr.reward, tr.terminated, done)
+        keep = torch.as_tensor(~done, device=self.cfg.device)[:, None]
+        self.prev_action = torch.as_tensor(self.action, device=self.cfg.device) * keep
+        self.first, self.step = done, step
 
-        # ---- learn
-        eta = frozen_eta if cfg.official_frozen_eta else eta_schedule(cfg, n.step)
-        if n.step >= cfg.prefill:
-            n_updates = updates_due(cfg, n, replay, prefill_done)
-            prefill_done = True
-            guard.step = n.step
-            for _ in range(n_updates):
-                batch = to_torch(replay.sample(cfg.batch_size, cfg.batch_length), device)
-                losses, metrics = update(agent, opts, batch, eta, guard)
-                scalars.add({**losses, **metrics})
-                n.updates += 1
-            if (cfg.image_log_interval and n_updates and n.step - last_img >= cfg.image_log_interval
-                    and batch["obs"].dtype == torch.uint8):  # fmt: skip
-                last_img = n.step
-                log_images(run, agent, batch, metrics["recon"], n.step)
+    def eta(self) -> float:
+        return self.frozen_eta if self.cfg.official_frozen_eta else eta_schedule(self.cfg, self.step)
 
-        # ---- log and checkpoint
-        if n.step - last_log >= cfg.log_interval or n.step >= cfg.total_steps:
-            last_log = n.step
-            sps = (n.step - s0) / max(time.time() - t0, 1e-9)
-            logged: dict[str, float | Tensor] = {"charts/SPS": sps, "world_model/eta": eta,
-                                                 "charts/updates": n.updates}  # fmt: skip
-            logged |= episode_means(episodes) | (tagged(scalars.pop()) if scalars.count else {})
-            if guard.mode == "skip":
-                logged["charts/skipped_updates"] = guard.skipped
-            run.log_scalars(n.step, logged)
-            progress.update(n.step, SPS=sps, ret=logged.get("charts/episodic_return"))
-        if n.step - last_ckpt >= cfg.checkpoint_interval or n.step >= cfg.total_steps:
-            last_ckpt = n.step
-            n.skipped = guard.skipped
-            state = checkpoint_state(cfg, agent, teacher, opts, replay, n, obs_shape, bounds)
-            run.save_checkpoint(n.step, state, keep=cfg.keep_checkpoints)
-    progress.close()
-    envs.close()
-    run.close()
+    def updates_due(self) -> int:
+        """Updates to run after this vector step: ``train_steps`` every ``train_every`` agent steps,
+        plus ``prefill_updates`` once when the prefill ends (the official ``pretrain: 100``)."""
+        cfg = self.cfg
+        n_updates = 0 if self.prefill_done else cfg.prefill_updates
+        self.prefill_done = True
+        self.train_credit += cfg.num_envs
+        while self.train_credit >= cfg.train_every:
+            self.train_credit -= cfg.train_every
+            n_updates += cfg.train_steps
+        # After a resume without the saved replay (or with many envs sharing the prefill), wait until
+        # some env has a whole batch_length window instead of failing.
+        return n_updates if self.replay.has_window(cfg.batch_length) else 0
 
+    def update(self, step: int, guard: UpdateGuard) -> dict[str, Tensor]:
+        cfg = self.cfg
+        if step < cfg.prefill:
+            return {}
+        n_updates, sums = self.updates_due(), {}
+        for _ in range(n_updates):
+            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.batch_length), cfg.device)
+            losses, metrics = update(self.agent, self.opts, batch, self.eta(), guard)
+            for k, v in tagged({**losses, **metrics}).items():
+                sums[k] = sums[k] + v if k in sums else v
+            self.updates += 1
+            self.recent = (batch, metrics["recon"])
+        return {k: v / n_updates for k, v in sums.items()}  # tensors: no device sync per update
 
-def record_episodes(info: dict[str, Any], episodes: dict[str, list[float]]) -> None:
-    """Append the return, length and (if reported) success of every episode that ended this step."""
-    if "episode" not in info:
-        return
-    ended = np.flatnonzero(info["_episode"])
-    ep = info["episode"]
-    episodes["return"].extend(ep["r"][ended].astype(float).tolist())
-    episodes["length"].extend(ep["l"][ended].astype(float).tolist())
-    if "success" in ep:
-        episodes["success"].extend(ep["success"][ended].astype(float).tolist())
+    def at_boundary(self) -> bool:
+        return True
 
+    def status(self) -> dict[str, float]:
+        return {"world_model/eta": self.eta(), "charts/updates": self.updates}
 
-def episode_means(episodes: dict[str, list[float]]) -> dict[str, float]:
-    """charts/ means of the episodes since the last call (which it clears)."""
-    tags = {"return": "charts/episodic_return", "length": "charts/episodic_length",
-            "success": "charts/success_rate"}  # fmt: skip
-    out = {tags[k]: float(np.mean(v)) for k, v in episodes.items() if v}
-    for v in episodes.values():
-        v.clear()
-    return out
+    def media(self, step: int) -> dict[str, Tensor]:
+        """Images after an update every ``image_log_interval`` steps, for pixel observations."""
+        if not (self.cfg.image_log_interval and self.recent is not None):
+            return {}
+        batch, recon = self.recent
+        self.recent = None
+        if step - self.last_img < self.cfg.image_log_interval or batch["obs"].dtype != torch.uint8:
+            return {}
+        self.last_img = step
+        return images(self.agent, batch, recon)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`load_state_dict` and :func:`load_policy` need, as plain data."""
+        cfg, (low, high) = self.cfg, self.bounds
+        state: dict[str, Any] = {
+            "agent": self.agent.state_dict(), "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "updates": self.updates, "train_credit": self.train_credit, "meta": model_meta(cfg),
+            "action_dim": self.action_dim, "obs_shape": list(self.obs_shape), "beta_vae": cfg.mode != "none",
+            "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
+        }  # fmt: skip
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.state_dict()
+        if cfg.checkpoint_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load every weight, optimizer, counter and (if saved) the replay of a checkpoint."""
+        load_weights(self.agent, state)
+        if self.teacher is not None:
+            load_state(self.teacher, state["teacher"], "teacher")
+        for name, opt in self.opts.items():
+            load_state(opt, state["opts"][name], f"{name} optimizer")
+        if "replay" in state:
+            load_state(self.replay, state["replay"], "replay buffer")
+        self.updates, self.train_credit = int(state["updates"]), int(state["train_credit"])
 
 
 # ============================================================================ policy for eval / collect

@@ -412,7 +412,7 @@ class PPO:
         self.last_obs: np.ndarray | None = None
 
     # ---------------------------------------------------------------- rollout
-    def start(self, envs: gym.vector.VectorEnv, obs: np.ndarray, resumed: bool) -> np.ndarray:
+    def start(self, envs: gym.vector.VectorEnv, obs: np.ndarray, step: int, resumed: bool) -> np.ndarray:
         if self.intrinsic is not None and not resumed:
             obs = init_intrinsic_obs_stats(envs, self.intrinsic, self.cfg.int_init_steps, obs, self.device)
         return obs

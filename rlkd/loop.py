@@ -50,9 +50,9 @@ class Algorithm(Protocol):
     label: str
     """Shown in the progress display."""
 
-    def start(self, envs: Any, obs: np.ndarray, resumed: bool) -> np.ndarray:
-        """Called once after the reset: warm-ups that step the envs (RND's observation statistics),
-        first observations into a replay. Returns the envs' current observation."""
+    def start(self, envs: Any, obs: np.ndarray, step: int, resumed: bool) -> np.ndarray:
+        """Called once after the reset, at env step ``step``: warm-ups that step the envs (RND's
+        observation statistics), first observations into a replay. Returns the current observation."""
 
     def act(self, obs: np.ndarray, step: int) -> np.ndarray:
         """Env actions (N, ...) for observations (N, ...) at env step ``step``."""
@@ -187,7 +187,7 @@ def _train(
     obs, _ = envs.reset(seed=cfg.seed + step)
     envs.action_space.seed(cfg.seed + step)
     check_finite(f"env {cfg.env_id}", step, observation=obs)
-    obs = algo.start(envs, obs, resumed=checkpoint is not None)
+    obs = algo.start(envs, obs, step, resumed=checkpoint is not None)
     run.start()
 
     episodes, scalars = EpisodeStats(), Scalars()
