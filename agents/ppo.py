@@ -38,7 +38,7 @@ from rlkd.config import TrainConfig, check_ranges
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
-from rlkd.nets import channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
+from rlkd.nets import Residual, channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
 from rlkd.returns import gae
 from rlkd.run import Run, load_state, seed_everything
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
@@ -69,7 +69,8 @@ class PPOConfig(TrainConfig):
     clip_coef: float = 0.2
     """PPO surrogate clipping coefficient."""
     clip_vloss: bool = True
-    """Clip the value loss around the old values, as the PPO reference code does."""
+    """Clip the extrinsic value loss around the old values, as the PPO reference code does (the
+    intrinsic head's loss is never clipped: CleanRL's ``ppo_rnd_envpool.py`` and the RND code)."""
     ent_coef: float = 0.01
     """Entropy bonus coefficient."""
     vf_coef: float = 0.5
@@ -80,22 +81,28 @@ class PPOConfig(TrainConfig):
     """Stop the epoch loop early when the approximate KL exceeds this; 0 disables."""
     hidden_size: int = 64
     """Width of the two hidden layers of the MLP actor and critic (vector observations)."""
+    policy_net: str = "nature"
+    """Network for image observations: nature (Nature CNN + 512, CleanRL's ppo_atari) or rnd (the RND
+    paper's: Nature CNN + 256 + 448, a residual 448 layer for the values, a 448 actor layer, 0.01-gain
+    heads, as CleanRL's ppo_rnd_envpool.py)."""
     norm_obs: bool = False
     """Normalize vector observations by running mean/std (clipped to [-10, 10]) as VecNormalize."""
     norm_reward: bool = False
-    """Scale extrinsic rewards by the running std of the discounted return (VecNormalize)."""
+    """Scale extrinsic rewards by the running std of the discounted return, then clip to [-10, 10]
+    (SB3's VecNormalize, CleanRL's ppo_continuous_action.py)."""
     ext_coef: float = 2.0
     """Weight of the extrinsic advantage when an intrinsic module is on (RND paper: 2)."""
     int_coef: float = 1.0
     """Weight of the intrinsic advantage (RND paper: 1)."""
     gamma_int: float = 0.99
     """Discount of the non-episodic intrinsic return (RND paper: 0.99)."""
-    int_update_proportion: float = 0.25
-    """Fraction of each minibatch the intrinsic predictor trains on (RND paper: 0.25)."""
-    int_output_dim: int = 0
-    """Intrinsic target/predictor output size; 0: module default (RND 128, RDD 64 vectors; 512 pixels)."""
-    rdd_sigma: float = 0.0
-    """Std of RDD's target distribution; 0 picks the paper's default."""
+    int_update_proportion: float | None = None
+    """Fraction of each minibatch the intrinsic predictor trains on; none: the RND rule
+    min(1, 32 / num_envs) (CleanRL: 0.25 with 128 envs; the RND code: 1.0 with 32)."""
+    int_output_dim: int | None = None
+    """Intrinsic target/predictor output size; none: module default (RND 128, RDD 64 vectors; 512 pixels)."""
+    rdd_sigma: float | None = None
+    """Std of RDD's target distribution; none: the paper's default (1)."""
     int_init_steps: int = 4_096
     """Random-agent env steps used to initialise the intrinsic module's observation statistics."""
 
@@ -109,17 +116,25 @@ class PPOConfig(TrainConfig):
             self,
             positive=("num_steps", "num_minibatches", "update_epochs", "hidden_size", "learning_rate",
                       "clip_coef", "max_grad_norm"),
-            non_negative=("ent_coef", "vf_coef", "target_kl", "ext_coef", "int_coef", "int_output_dim",
-                          "rdd_sigma", "int_init_steps"),
+            non_negative=("ent_coef", "vf_coef", "target_kl", "ext_coef", "int_coef", "int_init_steps"),
             unit=("gamma", "gae_lambda", "gamma_int"),
         )  # fmt: skip
+        if self.policy_net not in ("nature", "rnd"):
+            raise UserError(f"--policy-net must be nature or rnd, got {self.policy_net!r}")
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise UserError(
                 f"num_envs*num_steps ({self.num_envs * self.num_steps}) must be divisible by "
                 f"num_minibatches ({self.num_minibatches})"
             )
-        if not 0.0 < self.int_update_proportion <= 1.0:
+        check_ranges(self, positive=("int_output_dim", "rdd_sigma"))
+        if self.int_update_proportion is not None and not 0.0 < self.int_update_proportion <= 1.0:
             raise UserError(f"--int-update-proportion must be in (0, 1], got {self.int_update_proportion}")
+
+    def __post_init__(self) -> None:
+        # Runs saved before these fields took None for "default" wrote 0; they still resume and evaluate.
+        for name in ("int_output_dim", "rdd_sigma"):
+            if getattr(self, name) == 0:
+                setattr(self, name, None)
 
 
 CONFIG = PPOConfig
@@ -152,10 +167,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ent_coef": 0.01,
         "hidden_size": 64,
     },
-    # RND paper / CleanRL ppo_rnd_envpool.py settings for Atari (sticky actions, no episodic life).
+    # CleanRL ppo_rnd_envpool.py's settings and network for Atari (sticky actions, no episodic life),
+    # with 16 envs instead of 128 (so the predictor trains on min(1, 32/16) = all of each minibatch).
     "atari": {
         "env_id": "MontezumaRevenge-v5",
         "intrinsic": "rnd",
+        "policy_net": "rnd",
         "num_envs": 16,
         "num_steps": 128,
         "total_steps": 10_000_000,
@@ -198,23 +215,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 class Agent(nn.Module):
     """Actor with one or two value heads.
 
-    Vector observations: separate tanh MLPs for actor and critic (CleanRL). Images: the Nature CNN
-    trunk shared by actor and critics, inputs scaled from uint8 to [0, 1].
+    Vector observations: separate tanh MLPs for actor and critic (CleanRL). Images: a CNN trunk
+    shared by actor and critics, inputs scaled from uint8 to [0, 1]; ``policy_net`` picks the Nature
+    CNN + 512 (CleanRL's ``ppo_atari``) or the RND paper's policy (CleanRL's ``ppo_rnd_envpool.py``).
     Discrete actions: categorical logits. Box actions: Gaussian with state-independent log-std.
     """
 
     def __init__(
-        self, obs_space: gym.spaces.Box, action_space: gym.Space, hidden: int, int_head: bool
-    ) -> None:
+        self, obs_space: gym.spaces.Box, action_space: gym.Space, hidden: int, int_head: bool,
+        policy_net: str = "nature",
+    ) -> None:  # fmt: skip
         super().__init__()
         shape = tuple(obs_space.shape)
+        head_std = 1.0
         if is_image(shape):
             c, h, w = image_chw(shape)
             cnn, size = nature_cnn(c, (h, w))
-            self.trunk: nn.Module = nn.Sequential(cnn, layer_init(nn.Linear(size, 512)), nn.ReLU())
-            self.actor_body: nn.Module = nn.Identity()
-            self.critic_body: nn.Module = nn.Identity()
-            features = 512
+            if policy_net == "rnd":
+                fc = [layer_init(nn.Linear(size, 256)), nn.ReLU(), layer_init(nn.Linear(256, 448)), nn.ReLU()]
+                self.trunk: nn.Module = nn.Sequential(cnn, *fc)
+                actor_fc = layer_init(nn.Linear(448, 448), std=0.01)
+                self.actor_body: nn.Module = nn.Sequential(actor_fc, nn.ReLU())
+                extra = nn.Sequential(layer_init(nn.Linear(448, 448), std=0.1), nn.ReLU())
+                self.critic_body: nn.Module = Residual(extra)  # values read hidden + extra(hidden)
+                features, head_std = 448, 0.01
+            else:
+                self.trunk = nn.Sequential(cnn, layer_init(nn.Linear(size, 512)), nn.ReLU())
+                self.actor_body = nn.Identity()
+                self.critic_body = nn.Identity()
+                features = 512
         else:
             dim = int(np.prod(shape))
             self.trunk = nn.Flatten()
@@ -230,8 +259,8 @@ class Agent(nn.Module):
             act_dim = int(np.prod(action_space.shape))
             self.actor = layer_init(nn.Linear(features, act_dim), std=0.01)
             self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
-        self.critic_ext = layer_init(nn.Linear(features, 1), std=1.0)
-        self.critic_int = layer_init(nn.Linear(features, 1), std=1.0) if int_head else None
+        self.critic_ext = layer_init(nn.Linear(features, 1), std=head_std)
+        self.critic_int = layer_init(nn.Linear(features, 1), std=head_std) if int_head else None
 
     def _features(self, x: Tensor) -> Tensor:
         if self.image:
@@ -380,11 +409,11 @@ class PPO:
         self.device = device = torch.device(cfg.device)
         self.intrinsic = make_intrinsic(
             cfg.intrinsic, obs_space, cfg.num_envs, gamma_int=cfg.gamma_int,
-            update_proportion=cfg.int_update_proportion, output_dim=cfg.int_output_dim or None,
-            rdd_sigma=cfg.rdd_sigma or None, device=device,
+            update_proportion=cfg.int_update_proportion, output_dim=cfg.int_output_dim,
+            rdd_sigma=cfg.rdd_sigma, device=device,
         )  # fmt: skip
         int_head = self.intrinsic is not None
-        self.agent = Agent(obs_space, action_space, cfg.hidden_size, int_head=int_head).to(device)
+        self.agent = Agent(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net).to(device)
         self.prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(device)
         self.reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True).to(device)
         # The intrinsic target network is frozen: only parameters that require grad are optimized.
@@ -435,7 +464,7 @@ class PPO:
         reward_t = torch.as_tensor(tr.reward, dtype=torch.float32, device=dev)
         if self.cfg.norm_reward:
             self.reward_scaler.update(reward_t[None], torch.as_tensor(done, device=dev)[None])
-            reward_t = self.reward_scaler.scale(reward_t)
+            reward_t = self.reward_scaler.scale(reward_t).clamp(-10.0, 10.0)
         self.rewards[t] = reward_t
         self.terminated[t] = torch.as_tensor(tr.terminated, dtype=torch.float32, device=dev)
         self.ended[t] = torch.as_tensor(done, dtype=torch.float32, device=dev)
@@ -554,9 +583,10 @@ class PPO:
                 pg_loss = torch.max(
                     -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
                 ).mean()
-                v_loss = value_loss(new_ext, b_ret_ext[mb], b_v_ext[mb], cfg)
-                if self.intrinsic is not None:
-                    v_loss = v_loss + value_loss(new_int, b_ret_int[mb], b_v_int[mb], cfg)
+                v_clip = cfg.clip_coef if cfg.clip_vloss else None
+                v_loss = value_loss(new_ext, b_ret_ext[mb], b_v_ext[mb], v_clip)
+                if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
+                    v_loss = v_loss + value_loss(new_int, b_ret_int[mb], b_v_int[mb], None)
                 entropy_loss = entropy.mean()
                 terms = {"policy": pg_loss, "value": v_loss, "entropy": entropy_loss}
                 loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
@@ -582,7 +612,9 @@ class PPO:
         """Clip, then step unless the guard finds a NaN/inf loss or gradient."""
         # Clipped separately: CleanRL's RND clips policy and predictor together, so a large
         # predictor gradient (RDD regresses onto noisy targets, loss ~ sigma^2) would shrink
-        # the policy's step through the shared norm.
+        # the policy's step through the shared norm. (The RND code clips nothing: ppo_agent.py
+        # computes `tf.clip_by_global_norm(grads, ...)` but applies the unclipped `grads`, and
+        # run_atari.py sets max_grad_norm 0.)
         norms = {"agent": nn.utils.clip_grad_norm_(self.agent_params, self.cfg.max_grad_norm)}
         if self.predictor_params:
             norms["predictor"] = nn.utils.clip_grad_norm_(self.predictor_params, self.cfg.max_grad_norm)
@@ -624,11 +656,12 @@ def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:
         raise UserError(msg) from None
 
 
-def value_loss(new: Tensor, returns: Tensor, old: Tensor, cfg: PPOConfig) -> Tensor:
-    """Squared value error, optionally clipped around the rollout's values (PPO reference code)."""
-    if not cfg.clip_vloss:
+def value_loss(new: Tensor, returns: Tensor, old: Tensor, clip: float | None) -> Tensor:
+    """Squared value error, clipped to ``old +- clip`` around the rollout's values if ``clip`` is
+    given (PPO reference code)."""
+    if clip is None:
         return 0.5 * (new - returns).square().mean()
-    clipped = old + torch.clamp(new - old, -cfg.clip_coef, cfg.clip_coef)
+    clipped = old + torch.clamp(new - old, -clip, clip)
     return 0.5 * torch.max((new - returns).square(), (clipped - returns).square()).mean()
 
 
@@ -661,7 +694,7 @@ def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Po
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
     envs.close()
     dev = torch.device(device)
-    agent = Agent(obs_space, action_space, cfg.hidden_size, int_head=cfg.intrinsic != "none").to(dev)
+    agent = Agent(obs_space, action_space, cfg.hidden_size, cfg.intrinsic != "none", cfg.policy_net).to(dev)
     prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(dev)
     state = checkpoint["state"]
     try:

@@ -104,6 +104,8 @@ def check_ranges(
         positive: Fields that must be > 0.
         non_negative: Fields that must be >= 0.
         unit: Fields that must lie in [0, 1] (discounts, mixing weights).
+
+    A field that is None ("use the default") is not checked.
     """
     for names, ok, rule in (
         (positive, lambda v: v > 0, "positive"),
@@ -111,7 +113,7 @@ def check_ranges(
         (unit, lambda v: 0 <= v <= 1, "in [0, 1]"),
     ):
         for name in names:
-            if not ok(getattr(cfg, name)):
+            if getattr(cfg, name) is not None and not ok(getattr(cfg, name)):
                 raise UserError(f"--{_flag(name)} must be {rule}, got {getattr(cfg, name)}")
 
 

@@ -168,9 +168,8 @@ class IntrinsicModule(nn.Module, ABC):
         obs_space: The *single-environment* observation space.
         num_envs: Number of parallel environments (columns of the rollout's bonus array).
         gamma_int: Discount of the running intrinsic return used for reward scaling.
-        update_proportion: Fraction of each minibatch the predictor trains on. The RND paper keeps the
-            predictor's update rate fixed as the number of parallel environments grows by training it on
-            a random 32 / num_envs of the experience; its hyperparameter table lists 0.25 (128 envs).
+        update_proportion: Fraction of each minibatch the predictor trains on; None applies the RND
+            paper's rule (:func:`rnd_update_proportion`).
         output_dim: Embedding size of target and predictor.
         frame_channels: For pixel observations, how many trailing channels form the most recent frame
             (default: guessed, 1 for grayscale stacks, 3 for RGB).
@@ -188,12 +187,14 @@ class IntrinsicModule(nn.Module, ABC):
         num_envs: int,
         *,
         gamma_int: float = 0.99,
-        update_proportion: float = 0.25,
+        update_proportion: float | None = None,
         output_dim: int | None = None,
         hidden: int = 256,
         frame_channels: int | None = None,
     ) -> None:
         super().__init__()
+        if update_proportion is None:
+            update_proportion = rnd_update_proportion(num_envs)
         if not 0.0 < update_proportion <= 1.0:
             raise ValueError(f"update_proportion must be in (0, 1], got {update_proportion}")
         if num_envs < 1:
@@ -442,13 +443,25 @@ class RDD(IntrinsicModule):
 # --------------------------------------------------------------------------------------------------------
 
 
+def rnd_update_proportion(num_envs: int) -> float:
+    """The RND rule for the predictor's share of the experience: ``min(1, 32 / num_envs)``.
+
+    Training the predictor on a random 32 / num_envs of the data keeps its update rate fixed as the
+    number of parallel environments grows. Both references satisfy it: the RND code's defaults are
+    32 envs and proportion 1.0 (``run_atari.py``: ``--num_env 32``,
+    ``--proportion_of_exp_used_for_predictor_update 1.``), CleanRL's ``ppo_rnd_envpool.py`` uses
+    128 envs and 0.25 (``num_envs: int = 128``, ``update_proportion: float = 0.25``).
+    """
+    return min(1.0, 32.0 / num_envs)
+
+
 def make_intrinsic(
     name: str,
     obs_space: gymnasium.Space,
     num_envs: int,
     *,
     gamma_int: float = 0.99,
-    update_proportion: float = 0.25,
+    update_proportion: float | None = None,
     output_dim: int | None = None,
     rdd_sigma: float | None = None,
     device: str | torch.device = "cpu",
@@ -461,7 +474,8 @@ def make_intrinsic(
         obs_space: Single-environment observation space (Box of rank 1, or a rank-3 pixel Box).
         num_envs: Number of parallel environments.
         gamma_int: Intrinsic discount (RND paper: 0.99).
-        update_proportion: Fraction of each minibatch used to train the predictor (RND paper: 0.25).
+        update_proportion: Fraction of each minibatch used to train the predictor; None: the RND
+            rule, :func:`rnd_update_proportion`.
         output_dim: Embedding size; default 512 for pixels, 128 (RND) or 64 (RDD) for vectors.
         rdd_sigma: RDD target standard deviation (default 1.0); ignored by RND.
         device: Device of the module.

@@ -30,6 +30,17 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+class Residual(nn.Module):
+    """``x + body(x)``: the RND paper policy's value "extra layer" (CleanRL ``ppo_rnd_envpool.py``)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 def is_image(shape: tuple[int, ...]) -> bool:
     """Whether an observation shape is an image (rank 3: ``(C, H, W)`` or ``(H, W, C)``)."""
     return len(shape) == 3

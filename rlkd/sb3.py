@@ -27,8 +27,9 @@ Deviation from the RND paper: SB3's PPO has a single value head and one discount
 *mixed into the reward* and its return is cut at episode ends like the extrinsic one. The paper (section
 2.3) fits two value heads, with a non-episodic intrinsic return and its own discount; rlkd's own PPO
 (``rlkd.agents.ppo``) does that. Expect the SB3 route to explore somewhat less on hard-exploration games.
-The bonus for a step is computed on that step's next observation, i.e. on the terminal observation where
-an episode ended, never on the first observation of the next episode.
+The bonus for a step is computed on the observation the env returns: where an episode ended, the next
+episode's first one (the RND reference code's rule, and rlkd's PPO's). Scoring the terminal observation
+instead would pay the agent for ending episodes in novel states.
 
 Checkpoints: ``model.save`` does not know about the module; save ``callback.state_dict()`` next to it
 and restore with ``callback.load_state_dict(...)``.
@@ -291,11 +292,7 @@ class IntrinsicRewardVecEnv(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
-        next_obs = np.array(obs, copy=True)  # (N, *obs_shape): the terminal observation where done
-        for i in np.flatnonzero(dones):
-            terminal = infos[i].get("terminal_observation")
-            if terminal is not None:
-                next_obs[i] = terminal
+        next_obs = np.array(obs, copy=True)  # (N, *obs_shape): the next episode's first where done
         device = self.module.device
         raw = self.module.bonus(torch.as_tensor(next_obs, device=device))  # (N,)
         if self.training:

@@ -70,7 +70,9 @@ def test_defaults_follow_papers() -> None:
     assert rnd.output_dim == 128 and rdd.output_dim == 64  # RDD paper: 64 for vector states
     assert _module("rdd", ATARI_SPACE).output_dim == 512  # RDD/RND papers: 512 on Atari
     assert isinstance(rdd, RDD) and rdd.sigma == 1.0 and rdd.target_mean == 1.0
-    assert rnd.update_proportion == 0.25
+    # The RND rule, min(1, 32 / num_envs): CleanRL's 0.25 at 128 envs, the RND code's 1.0 at 32.
+    assert [_module("rnd", num_envs=n).update_proportion for n in (128, 64, 32, 16)] == [0.25, 0.5, 1.0, 1.0]
+    assert _module("rdd", num_envs=8, update_proportion=0.3).update_proportion == 0.3
     assert rnd.reward_scaler.episodic is False and rnd.reward_scaler.gamma == 0.99
 
 

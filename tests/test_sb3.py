@@ -153,7 +153,7 @@ def test_ppo_trains_with_bonus_in_rollout_buffer(name: str) -> None:
     venv.close()
 
 
-def test_bonus_uses_terminal_observation_and_eval_mode_freezes_stats() -> None:
+def test_bonus_uses_the_next_episodes_first_observation_and_eval_mode_freezes_stats() -> None:
     torch.manual_seed(0)
     base = VectorEnvToSB3(_make_vec("CartPole-v1", 2))
     module = make_intrinsic("rnd", base.observation_space, 2)
@@ -161,13 +161,14 @@ def test_bonus_uses_terminal_observation_and_eval_mode_freezes_stats() -> None:
     venv = IntrinsicRewardVecEnv(base, module, int_coef=1.0, ext_coef=0.0)
     venv.reset()
     for _ in range(100):
-        _, rewards, dones, infos = venv.step(np.ones(2, dtype=np.int64))
+        obs, rewards, dones, infos = venv.step(np.ones(2, dtype=np.int64))
         if dones.any():
             break
     i = int(np.flatnonzero(dones)[0])
-    expected = module.reward_scaler.scale(
-        module.bonus(torch.as_tensor(infos[i]["terminal_observation"])[None])
-    )
+    # The RND reference's rule, as rlkd's PPO: the observation the stream continues from.
+    first, terminal = obs[i], infos[i]["terminal_observation"]
+    assert not np.array_equal(first, terminal)
+    expected = module.reward_scaler.scale(module.bonus(torch.as_tensor(first)[None]))
     assert rewards[i] == pytest.approx(float(expected[0]), rel=1e-5)
     assert infos[i]["intrinsic_reward"] == pytest.approx(rewards[i], rel=1e-5)
 
