@@ -507,33 +507,25 @@ class PPO:
         ret_ext = adv_ext + self.v_ext
         if self.intrinsic is None:
             return adv_ext, ret_ext, torch.zeros_like(ret_ext), {}
-        T, N = self.rewards.shape
-        flat_next = self.next_obs_buf.reshape(T * N, *self.obs_space.shape)
-        # In chunks: the same values, at a fraction of the peak memory (and page faults).
-        raw_bonus = torch.cat([self.intrinsic.bonus(c) for c in flat_next.split(256)]).reshape(T, N)
-        int_rewards = self.intrinsic.normalize_rewards(raw_bonus)
+        stream = self.intrinsic.rollout(self.next_obs_buf, self.v_int, last_int, cfg.gae_lambda)
         # A diverged predictor would reach the policy loss as NaN and be misnamed there.
-        bonus_np = int_rewards.cpu().numpy()
+        bonus_np = stream.rewards.cpu().numpy()
         check_finite(f"the {cfg.intrinsic} module", step, DIVERGED, intrinsic_reward=bonus_np)
-        self.intrinsic.update_obs_stats(flat_next)
-        # Non-episodic intrinsic return: no termination, no episode cut (RND section 2.3).
-        next_int = torch.cat([self.v_int[1:], last_int[None]])
-        zeros = torch.zeros_like(self.rewards)
-        adv_int = gae(int_rewards, self.v_int, next_int, zeros, zeros, cfg.gamma_int, cfg.gae_lambda)
         logs = {
-            "intrinsic/reward_mean": int_rewards.mean().item(),
-            "intrinsic/reward_std": int_rewards.std().item(),
-            "intrinsic/raw_bonus_mean": raw_bonus.mean().item(),
+            "intrinsic/reward_mean": stream.rewards.mean().item(),
+            "intrinsic/reward_std": stream.rewards.std().item(),
+            "intrinsic/raw_bonus_mean": stream.raw_bonus.mean().item(),
         }
-        ended_returns: list[float] = []
-        for t in range(T):
-            self.int_acc += int_rewards[t]
+        ended_returns: list[float] = []  # diagnostics only: the intrinsic return of each finished episode
+        for t in range(len(stream.rewards)):
+            self.int_acc += stream.rewards[t]
             done_t = self.ended[t].bool()
             ended_returns.extend(self.int_acc[done_t].tolist())
             self.int_acc[done_t] = 0.0
         if ended_returns:
             logs["charts/episodic_intrinsic_return"] = float(np.mean(ended_returns))
-        return cfg.ext_coef * adv_ext + cfg.int_coef * adv_int, ret_ext, adv_int + self.v_int, logs
+        # The RND paper's mixing (section 2.3): one policy gradient on ext_coef A_ext + int_coef A_int.
+        return cfg.ext_coef * adv_ext + cfg.int_coef * stream.advantages, ret_ext, stream.returns, logs
 
     # ---------------------------------------------------------------- update
     def update(self, step: int, guard: UpdateGuard) -> dict[str, float]:

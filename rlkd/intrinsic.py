@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from abc import ABC, abstractmethod
 from typing import Any
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 
 from rlkd.errors import describe_space
 from rlkd.nets import channels_last, mlp, nature_cnn
+from rlkd.returns import gae
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
 
 __all__ = [
@@ -295,6 +297,45 @@ class IntrinsicModule(nn.Module, ABC):
         on_device = bonuses.to(self.device)
         self.reward_scaler.update(on_device)
         return self.reward_scaler.scale(on_device).to(bonuses.device)
+
+    # ---- the intrinsic stream of a rollout ----------------------------------------------------------
+
+    @torch.no_grad()
+    def rollout(self, next_obs: Tensor, values: Tensor, last_value: Tensor, gae_lambda: float) -> Stream:
+        """The intrinsic half of a rollout: bonuses, their scaling, and the non-episodic return.
+
+        Args:
+            next_obs: ``(T, N, *obs_shape)``, the observation each step led to (at an episode end the
+                next episode's first, where the non-episodic stream continues: the RND code's rule).
+            values: ``(T, N)`` intrinsic value estimates of the rollout's observations.
+            last_value: ``(N,)`` intrinsic value of the observation after the rollout.
+            gae_lambda: GAE lambda.
+
+        Returns:
+            A :class:`Stream`. The return ignores episode ends: no termination, no truncation cut
+            (RND paper, section 2.3), discounted by ``gamma_int``. Updates the reward statistics, then
+            the observation statistics (with the rollout's observations, after they were scored).
+        """
+        T, N = values.shape
+        flat = next_obs.reshape(T * N, *next_obs.shape[2:])
+        # In chunks: the same values, at a fraction of the peak memory (and page faults).
+        raw = torch.cat([self.bonus(c) for c in flat.split(256)]).reshape(T, N)
+        rewards = self.normalize_rewards(raw)
+        self.update_obs_stats(flat)
+        next_values = torch.cat([values[1:], last_value[None]])
+        never = torch.zeros_like(rewards)
+        advantages = gae(rewards, values, next_values, never, never, self.reward_scaler.gamma, gae_lambda)
+        return Stream(raw, rewards, advantages, advantages + values)
+
+
+@dataclasses.dataclass
+class Stream:
+    """The intrinsic stream of one rollout, each ``(T, N)``."""
+
+    raw_bonus: Tensor
+    rewards: Tensor  # scaled by the running std of the intrinsic return
+    advantages: Tensor
+    returns: Tensor
 
 
 # --------------------------------------------------------------------------------------------------------
