@@ -24,8 +24,9 @@ What :func:`evaluate` does, stated once so that the CLI help, the JSON and Tenso
   The scalars go to their own log dir ``<run>/eval/`` so that the training event files are never
   touched (a second writer in the run folder with a purge step would hide training points; in
   TensorBoard the evaluation shows up as the run ``<run>/eval``).
-* **AGV envs.** A trajectory plot of the counted episodes over the warehouse map,
-  ``<run>/eval/trajectories_step_<N>.png``.
+* **Env hooks.** An env whose unwrapped vector env has ``eval_tracker()`` adds its own files: the
+  AGV envs draw the counted episodes' trajectories over the warehouse map,
+  ``<run>/eval/trajectories_step_<N>.png`` (:mod:`rlkd.envs.agv.tracking`).
 * **Video.** ``video=FILE.gif`` records the first episode. With same-step autoreset the env has
   already started the next episode when the last step returns, so the GIF holds one frame per
   step: frame ``t`` is the state the policy acted on at step ``t`` (``episode length`` frames).
@@ -54,8 +55,6 @@ EVAL_SEED_OFFSET = 10_000
 """Evaluation seed = the run's training seed + this offset (different start states from training)."""
 MAX_EVAL_ENVS = 8
 """At most this many parallel envs (each env only runs its own share of the episodes)."""
-MAX_PLOTTED_TRAJECTORIES = 20
-"""The trajectory PNG draws at most this many episodes (the first ones), to stay readable."""
 SUCCESS_TAG = "charts/success_rate"
 RETURN_TAG = "charts/episodic_return"
 EVAL_TAGS = ("mean_return", "std_return", "success_rate", "mean_length")
@@ -190,41 +189,6 @@ def _frame(envs: Any, env_id: str) -> np.ndarray:
     return frame
 
 
-def _agv_env(envs: Any) -> Any | None:
-    """The inner AGV vector env when ``envs`` wraps one, else None."""
-    from rlkd.envs.agv import AGVWarehouseVectorEnv
-
-    inner = envs.unwrapped
-    return inner if isinstance(inner, AGVWarehouseVectorEnv) else None
-
-
-class _AGVTracker:
-    """Records (x, y) trajectories and goals of an AGV vector env's episodes.
-
-    Positions come from the env's ``poses()``; with same-step autoreset the AGV already stands at
-    its next start when ``step`` returns, so an episode's last position is ``info["final_pose"]``.
-    """
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.current: list[list[np.ndarray]] = [[p[:2].copy()] for p in env.poses()]
-        self.goal = env.goals()
-
-    def step(self, info: dict[str, Any], done: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """Update after a vector step; returns ``(env, trajectory (T, 2), goal (2,))`` of ended episodes."""
-        poses = self.env.poses()
-        ended = []
-        for i in range(len(done)):
-            if done[i]:
-                self.current[i].append(info["final_pose"][i, :2].copy())
-                ended.append((i, np.stack(self.current[i]), self.goal[i].copy()))
-                self.current[i] = [poses[i, :2].copy()]
-            else:
-                self.current[i].append(poses[i, :2].copy())
-        self.goal = self.env.goals()
-        return ended
-
-
 # ===================================================================== evaluation
 def evaluate(
     run_dir: Path,
@@ -251,8 +215,7 @@ def evaluate(
         UserError: Not a run folder, no or mismatching checkpoints, a bad option, or an env that
             cannot render when a video is asked for.
     """
-    from rlkd.agents import agent_module
-    from rlkd.run import Run, seed_everything
+    from rlkd.run import seed_everything
 
     if episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {episodes}")
@@ -260,76 +223,73 @@ def evaluate(
         raise UserError(f"--video writes GIF files only; give a path ending in .gif, got {video}")
     if video is not None:  # before any episode runs, so a bad path never costs their results
         check_output_file(Path(video), "--video")
-    spec = parse_checkpoint_spec(checkpoint)
-    run = Run.open(run_dir)
-    if spec == "best":
-        spec = best_checkpoint_step(run.path, run.checkpoint_steps())
-    data = run.load_checkpoint(spec)
-    step = int(data["step"])
-    config = run.config
-    env_id = str(config["env_id"])
-    agent = agent_module(str(config.get("agent", "ppo")))
-    if not hasattr(agent, "load_policy"):
-        raise UserError(
-            f"{run.path} is a {config.get('agent')} run: an action-free world model has no policy to "
-            "evaluate; give a run made by `rlkd train`"
-        )
-    policy = agent.load_policy(run, data, device)
+    run, data, agent, policy = _load(run_dir, checkpoint, device)
+    step, config = int(data["step"]), run.config
     out_dir = make_dir(run.path / "eval", "the run's eval folder")  # checked before any episode runs
 
     num_envs = 1 if video is not None else min(episodes, MAX_EVAL_ENVS)
     seed = int(config.get("seed", 0)) + EVAL_SEED_OFFSET
     seed_everything(seed)  # the policy samples actions with torch's global generator
     envs = _eval_env(config, env_kwargs_of(config, agent), num_envs, seed, render=video is not None)
+    env_id = str(config["env_id"])
     try:
         stats = _run_episodes(envs, policy, episodes, seed, deterministic, video is not None, env_id)
     finally:
         envs.close()
-
-    returns = np.asarray(stats["returns"], dtype=np.float64)
-    lengths = np.asarray(stats["lengths"], dtype=np.float64)
-    successes = stats["successes"]
-    metrics: dict[str, float] = {
-        "mean_return": float(returns.mean()),
-        "std_return": float(returns.std()),
-        "mean_length": float(lengths.mean()),
-    }
-    if any(s is not None for s in successes):
-        metrics["success_rate"] = float(np.mean([bool(s) for s in successes]))
-
+    metrics = _metrics(stats)
     result: dict[str, float | int | str] = {
-        "run": str(run.path),
-        "env_id": env_id,
-        "checkpoint_step": step,
-        "episodes": len(returns),
-        "deterministic": str(bool(deterministic)).lower(),
-        "seed": seed,
+        "run": str(run.path), "env_id": env_id, "checkpoint_step": step, "episodes": len(stats["returns"]),
+        "deterministic": str(bool(deterministic)).lower(), "seed": seed,
         **{k: metrics[k] for k in EVAL_TAGS if k in metrics},
-    }
+    }  # fmt: skip
     if video is not None:
         from rlkd.media import write_gif
 
         fps = float(envs.metadata.get("render_fps") or 30)
         result["video"] = str(write_gif(stats["frames"], video, fps=fps))
-    if stats["trajectories"]:
-        result["trajectories_png"] = str(
-            _plot_agv(envs, stats, out_dir / f"trajectories_step_{step}.png", step)
-        )
+    if stats["records"]:  # the env's own evaluation files (AGV: a trajectory plot)
+        result |= stats["tracker"].report(stats["records"], stats["successes"], out_dir, step)
     json_path = out_dir / f"eval_step_{step}.json"
-    record = {
-        **result,
-        "checkpoint": str(checkpoint),  # as asked: latest, best or a step
-        "deterministic": bool(deterministic),
-        "per_episode": {
-            "returns": returns.tolist(),
-            "lengths": lengths.astype(int).tolist(),
-            "successes": successes,
-        },
-    }
+    per_episode = {k: stats[k] for k in ("returns", "lengths", "successes")}
+    # "checkpoint" as asked: latest, best or a step.
+    record = {**result, "checkpoint": str(checkpoint), "deterministic": bool(deterministic)}
+    record["per_episode"] = per_episode
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     result["json"] = str(json_path)
     _log_tensorboard(out_dir, step, metrics)
     return result
+
+
+def _load(run_dir: Path, checkpoint: str | int, device: str) -> tuple[Any, dict[str, Any], ModuleType, Any]:
+    """(run, checkpoint payload, agent module, policy) for ``checkpoint`` (latest, best or a step)."""
+    from rlkd.agents import agent_module
+    from rlkd.run import Run
+
+    spec = parse_checkpoint_spec(checkpoint)
+    run = Run.open(run_dir)
+    if spec == "best":
+        spec = best_checkpoint_step(run.path, run.checkpoint_steps())
+    data = run.load_checkpoint(spec)
+    agent = agent_module(str(run.config.get("agent", "ppo")))
+    if not hasattr(agent, "load_policy"):
+        raise UserError(
+            f"{run.path} is a {run.config.get('agent')} run: an action-free world model has no policy to "
+            "evaluate; give a run made by `rlkd train`"
+        )
+    return run, data, agent, agent.load_policy(run, data, device)
+
+
+def _metrics(stats: dict[str, Any]) -> dict[str, float]:
+    """Mean/std (ddof 0) return, mean length and, if any episode reported one, the success rate."""
+    returns = np.asarray(stats["returns"], dtype=np.float64)
+    metrics = {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "mean_length": float(np.mean(stats["lengths"])),
+    }
+    if any(s is not None for s in stats["successes"]):
+        metrics["success_rate"] = float(np.mean([bool(s) for s in stats["successes"]]))
+    return metrics
 
 
 def _run_episodes(
@@ -346,25 +306,20 @@ def _run_episodes(
     quota = np.full(n, episodes // n, dtype=np.int64)
     quota[: episodes % n] += 1
     done_count = np.zeros(n, dtype=np.int64)
-    returns: list[float] = []
-    lengths: list[int] = []
-    successes: list[bool | None] = []
-    trajectories: list[np.ndarray] = []
-    goals: list[np.ndarray] = []
-    frames: list[np.ndarray] = []
-
+    stats: dict[str, Any] = {"returns": [], "lengths": [], "successes": [], "records": [], "frames": []}
     obs, _ = envs.reset(seed=seed)
     first = np.ones(n, dtype=bool)
-    agv = _agv_env(envs)
-    tracker = _AGVTracker(agv) if agv is not None else None
+    # An env may provide an evaluation hook (see rlkd.envs.agv.tracking) that follows every episode.
+    hook = getattr(envs.unwrapped, "eval_tracker", None)
+    stats["tracker"] = tracker = hook() if callable(hook) else None
     recording = record_video
     while (done_count < quota).any():
         if recording:
-            frames.append(_frame(envs, env_id))
+            stats["frames"].append(_frame(envs, env_id))
         actions = policy.act(obs, first, deterministic)
         obs, _, terminated, truncated, info = envs.step(actions)
         done = np.logical_or(terminated, truncated)
-        ended_tracks = {i: (t, g) for i, t, g in tracker.step(info, done)} if tracker else {}
+        ended_records = tracker.step(info, done) if tracker is not None else {}
         first = done
         if not done.any():
             continue
@@ -374,39 +329,15 @@ def _run_episodes(
             if done_count[i] >= quota[i]:
                 continue
             done_count[i] += 1
-            returns.append(float(info["episode"]["r"][i]))
-            lengths.append(int(info["episode"]["l"][i]))
-            successes.append(bool(info["episode"]["success"][i]) if "success" in info["episode"] else None)
-            if i in ended_tracks:
-                trajectories.append(ended_tracks[i][0])
-                goals.append(ended_tracks[i][1])
+            ep = info["episode"]
+            stats["returns"].append(float(ep["r"][i]))
+            stats["lengths"].append(int(ep["l"][i]))
+            stats["successes"].append(bool(ep["success"][i]) if "success" in ep else None)
+            if i in ended_records:
+                stats["records"].append(ended_records[i])
             if recording and i == 0:
                 recording = False
-    return {
-        "returns": returns,
-        "lengths": lengths,
-        "successes": successes,
-        "trajectories": trajectories,
-        "goals": goals,
-        "frames": frames,
-    }
-
-
-def _plot_agv(envs: Any, stats: dict[str, Any], path: Path, step: int) -> Path:
-    """Trajectory PNG of the first :data:`MAX_PLOTTED_TRAJECTORIES` counted AGV episodes."""
-    from rlkd.envs.agv.render import plot_trajectories
-
-    k = min(len(stats["trajectories"]), MAX_PLOTTED_TRAJECTORIES)
-    succ = [bool(s) for s in stats["successes"][:k]]
-    title = f"{envs.unwrapped.scene.name}, checkpoint step {step}: {sum(succ)}/{k} episodes reached the goal"
-    return plot_trajectories(
-        envs.unwrapped,
-        stats["trajectories"][:k],
-        path,
-        successes=succ,
-        goals=np.stack(stats["goals"][:k]),
-        title=title,
-    )
+    return stats
 
 
 def _log_tensorboard(log_dir: Path, step: int, metrics: dict[str, float]) -> None:

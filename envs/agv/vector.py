@@ -183,6 +183,12 @@ class AGVWarehouseVectorEnv(VectorEnv):
         """Switch the distractor colour set (``"train"``/``"test"``) for every env, now."""
         self.sim.set_color_set(name)
 
+    def eval_tracker(self) -> Any:
+        """The evaluation hook of ``rlkd eval``: a trajectory plot of the evaluated episodes."""
+        from rlkd.envs.agv.tracking import TrajectoryTracker
+
+        return TrajectoryTracker(self)
+
     def poses(self) -> np.ndarray:
         """Current (x, y, heading) of every AGV, (N, 3) float64."""
         return np.stack([self.sim.x, self.sim.y, self.sim.theta], axis=1)
