@@ -1,17 +1,41 @@
-"""Training loops. Each agent module exposes the same small protocol used by the CLI:
-
-``CONFIG`` (a :class:`rlkd.config.TrainConfig` subclass), ``PRESETS`` (name -> field overrides),
-``label(cfg) -> str`` (run-folder label), ``train(cfg, run, checkpoint)`` and
-``load_policy(run, checkpoint, device)`` returning an object with
-``act(obs, first, deterministic) -> actions``.
-"""
+"""Agents. Each agent module provides :class:`AgentModule` (what the CLI uses); the online ones
+build an algorithm object (:class:`rlkd.loop.Algorithm`) and hand it to the shared loop."""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
+import numpy as np
+
+from rlkd.config import TrainConfig
 from rlkd.errors import UserError
+
+
+class Policy(Protocol):
+    """A trained policy for evaluation and data collection."""
+
+    def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Env actions (N, ...) for observations (N, ...); ``first`` marks each env's episode start."""
+
+
+class AgentModule(Protocol):
+    """What an agent module provides (``pretrain`` has no ``load_policy``: it learns no policy)."""
+
+    CONFIG: type[TrainConfig]
+    """Its config dataclass."""
+    PRESETS: Mapping[str, Mapping[str, Any]]
+    """Preset name -> field overrides."""
+
+    def label(self, cfg: Any) -> str:
+        """Run-folder label (ppo, ppo-rnd, dreamer, diswm, ...)."""
+
+    def train(self, cfg: Any, run: Any, checkpoint: dict[str, Any] | None) -> None:
+        """Train into ``run`` (a locked :class:`rlkd.run.Run`), resuming from ``checkpoint`` if given."""
+
+    def load_policy(self, run: Any, checkpoint: dict[str, Any], device: str) -> Policy:
+        """The policy a checkpoint of ``run`` holds."""
 
 # agent name -> module; diswm is the Dreamer loop with the teacher-distillation switch on.
 AGENTS = {
@@ -23,7 +47,7 @@ AGENTS = {
 }
 
 
-def agent_module(name: str) -> ModuleType:
+def agent_module(name: str) -> AgentModule:
     """Import the module that implements agent ``name``."""
     if name not in AGENTS:
         import difflib
@@ -31,4 +55,4 @@ def agent_module(name: str) -> ModuleType:
         close = difflib.get_close_matches(name, list(AGENTS), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"unknown agent {name!r}{hint} (known: {', '.join(AGENTS)})")
-    return importlib.import_module(AGENTS[name])
+    return cast(AgentModule, importlib.import_module(AGENTS[name]))

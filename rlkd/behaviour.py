@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from rlkd.rssm import RSSM, State
-from rlkd.wm_codecs import mlp
+from rlkd.wm_codecs import dense
 
 
 class Actor(nn.Module):
@@ -26,7 +26,7 @@ class Actor(nn.Module):
 
     def __init__(self, feat: int, action_dim: int, units: int, min_std: float) -> None:
         super().__init__()
-        self.net = mlp(feat, units, 4, 2 * action_dim)
+        self.net = dense(feat, units, 4, 2 * action_dim)
         self.min_std = min_std
 
     def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,7 +126,7 @@ class Behaviour(nn.Module):
     ) -> None:  # fmt: skip
         super().__init__()
         self.actor = Actor(feat, action_dim, units, min_std)
-        self.critic = mlp(feat, units, 3, 1)
+        self.critic = dense(feat, units, 3, 1)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.horizon, self.discount, self.lam, self.entropy = horizon, discount, lam, entropy
         self.slow_every = slow_every

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -128,7 +128,7 @@ def best_checkpoint_step(run_path: Path, steps: list[int]) -> int:
 
 
 # ===================================================================== env helpers
-def env_kwargs_of(config: dict[str, Any], agent: ModuleType) -> dict[str, Any]:
+def env_kwargs_of(config: dict[str, Any], agent: Any) -> dict[str, Any]:
     """The env kwargs the run trained with: ``env_kwargs``, plus what the agent adds itself.
 
     An agent module may define ``env_kwargs_for(cfg)`` (Dreamer does: ``action_repeat`` for DMC
@@ -260,7 +260,7 @@ def evaluate(
     return result
 
 
-def _load(run_dir: Path, checkpoint: str | int, device: str) -> tuple[Any, dict[str, Any], ModuleType, Any]:
+def _load(run_dir: Path, checkpoint: str | int, device: str) -> tuple[Any, dict[str, Any], Any, Any]:
     """(run, checkpoint payload, agent module, policy) for ``checkpoint`` (latest, best or a step)."""
     from rlkd.agents import agent_module
     from rlkd.run import Run

@@ -18,13 +18,25 @@ def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -
 
 
 def mlp(
-    sizes: list[int], activation: type[nn.Module] = nn.Tanh, out_std: float = math.sqrt(2)
+    sizes: list[int],
+    activation: type[nn.Module] = nn.Tanh,
+    out_std: float = math.sqrt(2),
+    orthogonal: bool = True,
 ) -> nn.Sequential:
-    """``Linear -> act -> ... -> Linear`` with orthogonal init; no activation after the last layer."""
+    """``Linear -> act -> ... -> Linear``; no activation after the last layer.
+
+    Args:
+        sizes: Input, hidden and output sizes.
+        activation: Hidden activation.
+        out_std: Gain of the last layer's orthogonal init.
+        orthogonal: Orthogonal weights and zero biases (the PPO and RND references); False keeps
+            PyTorch's default init (dreamer-torch's ``DenseHead``, which the Dreamer parts follow).
+    """
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
-        layers.append(layer_init(nn.Linear(a, b), std=out_std if last else math.sqrt(2)))
+        linear = nn.Linear(a, b)
+        layers.append(layer_init(linear, std=out_std if last else math.sqrt(2)) if orthogonal else linear)
         if not last:
             layers.append(activation())
     return nn.Sequential(*layers)

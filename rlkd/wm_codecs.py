@@ -12,14 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rlkd.nets import mlp
 
-def mlp(inp: int, units: int, layers: int, out: int) -> nn.Sequential:
-    """``layers`` ELU hidden layers of ``units`` followed by a linear output (dreamer-torch ``DenseHead``)."""
-    mods: list[nn.Module] = []
-    for i in range(layers):
-        mods += [nn.Linear(inp if i == 0 else units, units), nn.ELU()]
-    mods.append(nn.Linear(units if layers else inp, out))
-    return nn.Sequential(*mods)
+
+def dense(inp: int, units: int, layers: int, out: int) -> nn.Sequential:
+    """dreamer-torch's ``DenseHead``: ``layers`` ELU hidden layers of ``units``, a linear output,
+    PyTorch's default init."""
+    return mlp([inp, *[units] * layers, out], nn.ELU, orthogonal=False)
 
 
 def preprocess(obs: Tensor) -> Tensor:
@@ -160,7 +159,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, obs_dim: int, units: int, layers: int) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, units, layers - 1, units)
+        self.net = dense(obs_dim, units, layers - 1, units)
         self.embed_size = units
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -172,7 +171,7 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, feat_size: int, obs_dim: int, units: int, layers: int) -> None:
         super().__init__()
-        self.net = mlp(feat_size, units, layers, obs_dim)
+        self.net = dense(feat_size, units, layers, obs_dim)
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.net(feat)

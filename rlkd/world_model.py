@@ -37,7 +37,7 @@ from rlkd.wm_codecs import (
     ConvEncoder,
     MLPDecoder,
     MLPEncoder,
-    mlp,
+    dense,
     preprocess,
 )
 
@@ -235,8 +235,8 @@ class WorldModel(nn.Module):
             self.decoder = ConvDecoder(feat, cfg.cnn_depth)
             embed = self.encoder.embed_size
         self.rssm = RSSM(embed, action_dim, cfg.deter, cfg.stoch, cfg.hidden, cfg.min_std, cfg.dyn_cell)
-        self.reward = mlp(feat, cfg.units, 2, 1) if action_dim > 0 else None
-        self.cont = mlp(feat, cfg.units, 3, 1) if pred_continue else None
+        self.reward = dense(feat, cfg.units, 2, 1) if action_dim > 0 else None
+        self.cont = dense(feat, cfg.units, 3, 1) if pred_continue else None
 
     def encode(self, x: Tensor, sample: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Preprocessed x (..., *obs_shape) -> (embedding (..., E), beta-VAE mu, logvar (..., Z) or None)."""
