@@ -1,0 +1,98 @@
+"""The ``rlkd report`` entry point: run folders -> groups -> table, CSVs and plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlkd.analysis.events import RunData, load_run
+from rlkd.analysis.grouping import (
+    DEFAULT_GROUP_BY,
+    MISSING,
+    Report,
+    common_fields,
+    expand_paths,
+    group_key,
+    group_row,
+    legend_labels,
+    resolve_metrics,
+)
+from rlkd.analysis.output import format_table, plot_curves, write_csv, write_summary
+from rlkd.errors import UserError
+from rlkd.paths import make_dir
+
+
+def report(
+    paths: Sequence[str | Path],
+    out: Path | None = None,
+    metrics: Sequence[str] | None = None,
+    group_by: Sequence[str] = DEFAULT_GROUP_BY,
+    points: int = 200,
+) -> Report:
+    """Summarise runs: terminal table, learning-curve PNGs and CSV files.
+
+    Args:
+        paths: Run folders, folders of run folders (``runs/``) or glob patterns (``'runs/Cart*'``).
+        out: Folder for the PNG/CSV files; default ``<first run's parent>/report``.
+        metrics: Scalar tags to report (a unique suffix such as ``episodic_return`` also works);
+            default: those of :data:`DEFAULT_METRICS` that some run logged.
+        group_by: Config fields whose values define a group; runs differing only in other fields
+            (seed above all) are pooled.
+        points: Number of grid points of the aligned curves and CSV rows.
+
+    Returns:
+        The table rows, files written and the printable text (the caller prints ``.text``).
+
+    Raises:
+        UserError: No event files in a given folder, or a requested metric that no run logged
+            (the message lists the tags present).
+
+    For each metric it writes ``<tag>_steps.png`` (mean and 95% CI vs environment steps),
+    ``<tag>_walltime.png`` (the same vs active wall time), and ``<tag>.csv`` (columns ``step``, then
+    per group ``mean, std, lower, upper, n``); plus ``summary.csv`` with the table. ``/`` in tags
+    becomes ``_`` in file names.
+    """
+    if points < 1:
+        raise UserError(f"points must be at least 1, got {points}")
+    runs = [load_run(p) for p in expand_paths(paths)]
+    present = sorted({t for r in runs for t in r.scalars})
+    if not present:
+        raise UserError(
+            f"none of the {len(runs)} run(s) has logged a scalar yet ({', '.join(str(r.path) for r in runs)})"
+        )
+    tags = resolve_metrics(metrics, present)
+    notes: list[str] = []
+
+    groups: dict[tuple[str, ...], list[RunData]] = {}
+    for r in runs:
+        key = tuple(
+            str(r.config.get(f, MISSING)) if r.config.get(f) not in (None, "") else MISSING for f in group_by
+        )
+        groups.setdefault(key, []).append(r)
+
+    rows = [group_row(key, members, group_by, tags, notes) for key, members in groups.items()]
+    out = Path(out) if out is not None else runs[0].path.parent / "report"
+    make_dir(out, "--out")
+
+    files: list[Path] = []
+    labels = legend_labels(rows, group_by)
+    common = common_fields(rows, group_by)
+    for tag in tags:
+        per_group = [
+            (row, [r.scalars[tag] for r in groups[group_key(row, group_by)] if tag in r.scalars])
+            for row in rows
+        ]
+        per_group = [(row, cs) for row, cs in per_group if cs]
+        files.append(write_csv(out, tag, per_group, points))
+        for axis in ("steps", "walltime"):
+            png = plot_curves(out, tag, axis, per_group, labels, common, points, notes)
+            files.append(png)
+    files.append(write_summary(out, rows, tags, group_by))
+
+    text = format_table(rows, tags)
+    if notes:
+        text += "\n" + "\n".join(f"note: {n}" for n in notes)
+    text += f"\nwrote {len(files)} files to {out}"
+    return Report(rows, tags, out, files, notes, text)
+
+
