@@ -18,7 +18,7 @@ from rlkd.envs.agv import (
     WarehouseMap,
     register_agv_envs,
 )
-from rlkd.envs.agv.core import rgb_to_hue
+from rlkd.envs.agv.colors import rgb_to_hue
 from rlkd.envs.agv.maps import free_points
 
 register_agv_envs()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from rlkd.agents import dreamer
-from rlkd.envs.agv.core import COLOR_SETS, FLOOR, OBSTACLE, RACK, rgb_to_hue
+from rlkd.envs.agv.colors import COLOR_SETS, FLOOR, OBSTACLE, RACK, rgb_to_hue
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlkd.cli import main

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gymnasium
 
-from .core import COLOR_SETS, AGVSim, unicycle_step
+from .colors import COLOR_SETS
+from .core import AGVSim, unicycle_step
 from .maps import AGV_RADIUS, GOAL_RADIUS, SCENARIOS, WarehouseMap, get_scenario
 from .single import AGVWarehouseEnv
 from .vector import AGVWarehouseVectorEnv

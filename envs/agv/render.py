@@ -60,75 +60,16 @@ def plot_trajectories(
 
     matplotlib.use("Agg")  # headless; must precede pyplot
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, Rectangle
 
     scene = _scene_of(scene_or_env)
     trajs = [np.asarray(t, dtype=np.float64).reshape(-1, 2) for t in trajectories]
     if successes is not None and len(successes) != len(trajs):
         raise ValueError(f"got {len(successes)} success flags for {len(trajs)} trajectories")
-    if goals is None:
-        env = getattr(scene_or_env, "unwrapped", scene_or_env)
-        sim = getattr(env, "sim", None)
-        if sim is not None and len(trajs):
-            g = sim.goal[: len(trajs)]
-            goals = g if len(g) == len(trajs) else np.broadcast_to(g[0], (len(trajs), 2))
-    if goals is not None:
-        goals = np.asarray(goals, dtype=np.float64)
-        goals = np.broadcast_to(goals, (len(trajs), 2)) if goals.ndim == 1 else goals.reshape(-1, 2)
-
+    goals = _goals_for(scene_or_env, goals, len(trajs))
     aspect = scene.height / scene.width
     fig, ax = plt.subplots(figsize=(9.0, max(9.0 * aspect, 3.0) + 0.8), dpi=110)
-    ax.add_patch(Rectangle((0, 0), scene.width, scene.height, facecolor="#f2f2ec", edgecolor="#333333", lw=3))
-    for i, (x0, y0, x1, y1) in enumerate(scene.rack_array):
-        ax.add_patch(
-            Rectangle(
-                (x0, y0),
-                x1 - x0,
-                y1 - y0,
-                facecolor="#9a6a3c",
-                edgecolor="#5a3a1c",
-                lw=0.8,
-                label="rack" if i == 0 else None,
-            )
-        )
-    for i, (xa, ya, xb, yb) in enumerate(scene.path_array):
-        ax.plot(
-            [xa, xb],
-            [ya, yb],
-            color="#f08c14",
-            lw=6,
-            alpha=0.25,
-            solid_capstyle="round",
-            label="obstacle lane" if i == 0 else None,
-        )
-    cmap = plt.get_cmap("tab10")
-    for i, t in enumerate(trajs):
-        ok = None if successes is None else bool(successes[i])
-        style = "-" if ok in (None, True) else "--"
-        suffix = "" if ok is None else (" (goal)" if ok else " (fail)")
-        color = cmap(i % 10)
-        ax.plot(
-            t[:, 0],
-            t[:, 1],
-            style,
-            color=color,
-            lw=1.6,
-            label=f"episode {i}{suffix}" if len(trajs) <= 10 else None,
-        )
-        if len(t):
-            ax.add_patch(Circle(t[0], AGV_RADIUS, facecolor="white", edgecolor=color, lw=1.5, zorder=3))
-            end = "*" if ok else ("x" if ok is False else "o")
-            ax.plot(*t[-1], end, color=color, ms=8 if end != "*" else 11, zorder=4)
-        if goals is not None:
-            ax.add_patch(
-                Circle(
-                    goals[i], GOAL_RADIUS, facecolor="#28af46", edgecolor=color, lw=1.5, alpha=0.8, zorder=2
-                )
-            )
-    # Proxy artists so the legend explains the markers once.
-    ax.plot([], [], "o", mfc="white", mec="black", label="start")
-    if goals is not None:
-        ax.plot([], [], "o", color="#28af46", ms=9, label=f"goal (radius {GOAL_RADIUS} m)")
+    _draw_map(ax, scene)
+    _draw_trajectories(ax, trajs, successes, goals, plt.get_cmap("tab10"))
     ax.set_xlim(-0.5, scene.width + 0.5)
     ax.set_ylim(-0.5, scene.height + 0.5)
     ax.set_aspect("equal")
@@ -142,3 +83,55 @@ def plot_trajectories(
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def _goals_for(scene_or_env: Any, goals: Any, n: int) -> np.ndarray | None:
+    """Goals as (n, 2): as given (one (2,) goal is shared), else an env's current goals, else None."""
+    if goals is None:
+        env = getattr(scene_or_env, "unwrapped", scene_or_env)
+        sim = getattr(env, "sim", None)
+        if sim is None or not n:
+            return None
+        g = sim.goal[:n]
+        return g if len(g) == n else np.broadcast_to(g[0], (n, 2))
+    goals = np.asarray(goals, dtype=np.float64)
+    return np.broadcast_to(goals, (n, 2)) if goals.ndim == 1 else goals.reshape(-1, 2)
+
+
+def _draw_map(ax: Any, scene: Any) -> None:
+    """Floor and walls, racks, and the obstacles' lanes."""
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((0, 0), scene.width, scene.height, facecolor="#f2f2ec", edgecolor="#333333", lw=3))
+    for i, (x0, y0, x1, y1) in enumerate(scene.rack_array):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor="#9a6a3c", edgecolor="#5a3a1c", lw=0.8,
+                               label="rack" if i == 0 else None))  # fmt: skip
+    for i, (xa, ya, xb, yb) in enumerate(scene.path_array):
+        ax.plot([xa, xb], [ya, yb], color="#f08c14", lw=6, alpha=0.25, solid_capstyle="round",
+                label="obstacle lane" if i == 0 else None)  # fmt: skip
+
+
+def _draw_trajectories(
+    ax: Any, trajs: list[np.ndarray], successes: Sequence[bool] | None, goals: np.ndarray | None, cmap: Any
+) -> None:
+    """Each trajectory (solid if it succeeded, dashed if not), its start, end marker and goal."""
+    from matplotlib.patches import Circle
+
+    for i, t in enumerate(trajs):
+        ok = None if successes is None else bool(successes[i])
+        style = "-" if ok in (None, True) else "--"
+        suffix = "" if ok is None else (" (goal)" if ok else " (fail)")
+        color = cmap(i % 10)
+        label = f"episode {i}{suffix}" if len(trajs) <= 10 else None
+        ax.plot(t[:, 0], t[:, 1], style, color=color, lw=1.6, label=label)
+        if len(t):
+            ax.add_patch(Circle(t[0], AGV_RADIUS, facecolor="white", edgecolor=color, lw=1.5, zorder=3))
+            end = "*" if ok else ("x" if ok is False else "o")
+            ax.plot(*t[-1], end, color=color, ms=8 if end != "*" else 11, zorder=4)
+        if goals is not None:
+            style_kw = {"facecolor": "#28af46", "edgecolor": color, "lw": 1.5, "alpha": 0.8, "zorder": 2}
+            ax.add_patch(Circle(goals[i], GOAL_RADIUS, **style_kw))
+    # Proxy artists so the legend explains the markers once.
+    ax.plot([], [], "o", mfc="white", mec="black", label="start")
+    if goals is not None:
+        ax.plot([], [], "o", color="#28af46", ms=9, label=f"goal (radius {GOAL_RADIUS} m)")
