@@ -722,6 +722,7 @@ class Policy:
 
     def __init__(self, agent: Agent, device: str, low: np.ndarray, high: np.ndarray) -> None:
         self.agent, self.device, self.low, self.high = agent.eval(), device, low, high
+        self.obs_shape = tuple(agent.wm.obs_shape)
         self.latent: State | None = None
         self.prev_action: Tensor | None = None
 

@@ -662,14 +662,12 @@ class Policy:
     """A trained PPO policy for evaluation and data collection (stateless: ``first`` is ignored)."""
 
     def __init__(
-        self, agent: Agent, prep: ObsPreprocessor, action_space: gym.Space, device: torch.device
-    ) -> None:
-        self.agent, self.prep, self.action_space, self.device = (
-            agent.eval(),
-            prep.eval(),
-            action_space,
-            device,
-        )
+        self, agent: Agent, prep: ObsPreprocessor, obs_space: gym.Space, action_space: gym.Space,
+        device: torch.device,
+    ) -> None:  # fmt: skip
+        self.agent, self.prep, self.device = agent.eval(), prep.eval(), device
+        self.action_space = action_space
+        self.obs_shape = tuple(obs_space.shape)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool = False) -> np.ndarray:
@@ -696,4 +694,4 @@ def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Po
         raise UserError(
             f"checkpoint of {run.path} does not match a PPO agent for {cfg.env_id}: {exc}"
         ) from None
-    return Policy(agent, prep, action_space, dev)
+    return Policy(agent, prep, obs_space, action_space, dev)

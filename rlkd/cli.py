@@ -62,23 +62,12 @@ def _resolve_train(argv: Sequence[str]) -> tuple[Any, Any]:
 
 
 def cmd_train(argv: Sequence[str]) -> None:
-    from rlkd.run import Run, keep_freed_memory
+    from rlkd.api import run_training
 
     module, cfg = _resolve_train(argv)
     if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
         cfg = module.finalize(cfg)
-    run = Run.create(cfg, module.label(cfg))
-    run.on_start(f"run folder: {run.path}")
-    keep_freed_memory()
-    try:
-        module.train(cfg, run, None)
-    except BaseException:
-        # A start that failed before writing anything (bad env id, wrong spaces) leaves no folder.
-        run.discard_if_never_started()
-        raise
-    finally:
-        run.release()
-    print(f"done: {run.path} (TensorBoard: rlkd tb {run.path})", file=sys.stderr)
+    run_training(module, cfg)
 
 
 def cmd_resume(args: argparse.Namespace) -> None:

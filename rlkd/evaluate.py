@@ -223,7 +223,7 @@ def evaluate(
         raise UserError(f"--video writes GIF files only; give a path ending in .gif, got {video}")
     if video is not None:  # before any episode runs, so a bad path never costs their results
         check_output_file(Path(video), "--video")
-    run, data, agent, policy = _load(run_dir, checkpoint, device)
+    run, data, agent, policy = load_run_policy(run_dir, checkpoint, device)
     step, config = int(data["step"]), run.config
     out_dir = make_dir(run.path / "eval", "the run's eval folder")  # checked before any episode runs
 
@@ -260,7 +260,9 @@ def evaluate(
     return result
 
 
-def _load(run_dir: Path, checkpoint: str | int, device: str) -> tuple[Any, dict[str, Any], Any, Any]:
+def load_run_policy(
+    run_dir: Path, checkpoint: str | int, device: str
+) -> tuple[Any, dict[str, Any], Any, Any]:
     """(run, checkpoint payload, agent module, policy) for ``checkpoint`` (latest, best or a step)."""
     from rlkd.agents import agent_module
     from rlkd.run import Run

@@ -218,7 +218,7 @@ class WorldModel(nn.Module):
         pred_continue: bool = False,
     ) -> None:
         super().__init__()
-        self.cfg, self.beta_vae = cfg, beta_vae
+        self.cfg, self.beta_vae, self.obs_shape = cfg, beta_vae, tuple(obs_shape)
         feat = cfg.deter + cfg.stoch
         if len(obs_shape) == 1:
             if beta_vae:
