@@ -220,10 +220,14 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def save_yaml(cfg: TrainConfig, path: Path) -> None:
-    """Write ``cfg`` to ``path`` as YAML (atomically: a half-written config is never read back)."""
+def save_yaml(cfg: TrainConfig, path: Path, header: str = "") -> None:
+    """Write ``cfg`` to ``path`` as YAML (atomically: a half-written config is never read back).
+
+    ``header`` lines are written first as YAML comments (provenance; readers ignore them).
+    """
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    tmp.write_text(comments + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tmp.replace(path)
 
 

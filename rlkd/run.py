@@ -40,6 +40,33 @@ CHECKPOINT_FORMAT = "rlkd-checkpoint-v1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
+def provenance() -> str:
+    """Who wrote a config: rlkd's version, the git commit of its source (when in a checkout, with
+    "+ local changes" if dirty), the time and the command line."""
+    import shlex
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = f"rlkd {version('rlkd')}"
+    except PackageNotFoundError:
+        text = "rlkd (not installed)"
+    source = str(Path(__file__).resolve().parent)
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", source, *args], capture_output=True, text=True, timeout=5)
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        if commit.returncode == 0:
+            text += f", commit {commit.stdout.strip()}" + (" + local changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # no git here: version only
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    return f"{text}, written {time.strftime('%Y-%m-%d %H:%M:%S')}\ncommand: {command}"
+
+
 def sanitize(name: str) -> str:
     """Make an env id usable in a folder name (``rlkd/AGV-v0`` -> ``rlkd-AGV-v0``)."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-")
@@ -236,7 +263,7 @@ class Run:
         if not cls._never_started(path):
             lock.release()
             raise UserError(f"run folder {path} already exists and is not empty; use `rlkd resume {path}`")
-        save_yaml(cfg, path / "config.yaml")
+        save_yaml(cfg, path / "config.yaml", provenance())
         run = cls(path, to_dict(cfg))
         run._lock = lock
         return run
@@ -279,9 +306,11 @@ class Run:
         announced only once it will be kept.
         """
         if self._config_to_save is not None:
-            save_yaml(self._config_to_save, self.path / "config.yaml")
+            save_yaml(self._config_to_save, self.path / "config.yaml", provenance())
             self._config_to_save = None
         self._started = True
+        if self.purge_step is None:  # a fresh run: its hyperparameters in TensorBoard's HParams view
+            self.log_hparams()
         if self._start_message:
             print(self._start_message, file=sys.stderr, flush=True)
             self._start_message = ""
@@ -305,6 +334,16 @@ class Run:
         if self._writer is None:
             self._writer = SummaryWriter(str(self.path), purge_step=self.purge_step)
         return self._writer
+
+    def log_hparams(self) -> None:
+        """The config as TensorBoard hyperparameters of this run (HParams tab), in its own event file
+        stream (``SummaryWriter.add_hparams`` would make a sub-run folder per call)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in self.config.items()}
+        metrics = {tag: 0.0 for tag in ("charts/episodic_return", "charts/success_rate")}  # tags, not values
+        for summary in hparams(values, metrics):
+            self.writer.file_writer.add_summary(summary)
 
     def log_scalars(self, step: int, scalars: Mapping[str, float | torch.Tensor]) -> None:
         """Write ``{tag: value}`` at ``step``; tags carry their prefix (``charts/``, ``losses/``...)."""
