@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
+import warnings
 from functools import cache
 from typing import Any
 
@@ -31,7 +34,9 @@ from rlkd.errors import UserError
 
 BACKENDS = ("auto", "envpool", "gymnasium")
 
-__all__ = ["BACKENDS", "EnvpoolVectorEnv", "EpisodeStatistics", "make_vec", "resolve_backend"]
+__all__ = [
+    "BACKENDS", "EnvpoolVectorEnv", "EpisodeStatistics", "make_vec", "registered_id", "resolve_backend",
+]  # fmt: skip
 
 
 @cache
@@ -88,6 +93,24 @@ def _suggest(name: str, known: list[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+def registered_id(env_id: str) -> str:
+    """The registry id of any id ``rlkd train`` takes: a YAML spec file is registered, a
+    ``module:Env-v0`` id imports its module (which registers the env). Modules are found in the
+    current folder too, as ``python -m`` finds them (the ``rlkd`` script alone would not)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # after installed packages: a local file never shadows them
+    if env_id.endswith((".yaml", ".yml")):
+        return register_spec_file(env_id)
+    if ":" in env_id:
+        # Gymnasium's module:Env-v0 convention: importing the module registers the env.
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"cannot import {module!r} to register its envs: {exc}") from None
+    return env_id
+
+
 def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env_kwargs: Any) -> VectorEnv:
     """Make ``num_envs`` copies of ``env_id`` as one SAME_STEP-autoreset ``VectorEnv``.
 
@@ -106,15 +129,7 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
     """
     if num_envs < 1:
         raise UserError(f"num_envs must be at least 1, got {num_envs}")
-    if env_id.endswith((".yaml", ".yml")):
-        env_id = register_spec_file(env_id)
-    if ":" in env_id:
-        # Gymnasium's module:Env-v0 convention: importing the module registers the env.
-        module, env_id = env_id.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UserError(f"cannot import {module!r} to register its envs: {exc}") from None
+    env_id = registered_id(env_id)
     backend = resolve_backend(env_id, backend)
     if backend == "envpool":
         return EpisodeStatistics(EnvpoolVectorEnv(env_id, num_envs, seed, **env_kwargs))
@@ -128,6 +143,11 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
             envs = gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
             if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
                 # e.g. Gymnasium's CartPoleVectorEnv resets on the next step; step copies instead.
+                warnings.warn(
+                    f"{env_id}'s native vector env ({spec.vector_entry_point}) does not declare same-step "
+                    "autoreset, which rlkd needs; stepping copies of the single env instead (slower)",
+                    stacklevel=2,
+                )
                 envs.close()
                 envs = None
         if envs is None:

@@ -6,6 +6,7 @@ A spec file names an id, a Python entry point, constructor kwargs and the episod
     entry_point: my_pkg.my_env:MyEnv       # module path : class or factory
     kwargs: {length: 10}                   # optional
     max_episode_steps: 200                 # optional: truncation limit (TimeLimit)
+    vector_entry_point: my_pkg.my_env:MyVectorEnv   # optional: a native vector env (same-step autoreset)
 
 A file may also hold ``envs: [spec, spec, ...]``. rlkd registers, on import of ``rlkd.envs``,
 every ``*.yaml`` in the ``envs/spec_files/`` folder of the package and in every file or folder listed
@@ -25,7 +26,7 @@ from rlkd.config import read_yaml
 from rlkd.errors import UserError
 
 SPEC_DIR = Path(__file__).parent / "spec_files"
-_KEYS = {"id", "entry_point", "kwargs", "max_episode_steps"}
+_KEYS = {"id", "entry_point", "kwargs", "max_episode_steps", "vector_entry_point"}
 
 
 def _register(spec: Any, source: Path) -> str:
@@ -38,8 +39,10 @@ def _register(spec: Any, source: Path) -> str:
             f"allowed: {sorted(_KEYS)}"
         )
     entry = str(spec["entry_point"])
-    if ":" not in entry:
-        raise UserError(f"entry_point {entry!r} in {source} must look like module.path:ClassName")
+    vector_entry = spec.get("vector_entry_point")
+    for key, value in (("entry_point", entry), ("vector_entry_point", vector_entry)):
+        if value is not None and ":" not in str(value):
+            raise UserError(f"{key} {value!r} in {source} must look like module.path:ClassName")
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise UserError(f"`kwargs:` of {spec['id']!r} in {source} must be a mapping")
@@ -53,10 +56,13 @@ def _register(spec: Any, source: Path) -> str:
             existing.entry_point == entry
             and existing.kwargs == kwargs
             and existing.max_episode_steps == limit
+            and existing.vector_entry_point == vector_entry
         ):
             return env_id
         raise UserError(f"env id {env_id!r} from {source} is already registered with a different entry point")
-    gym.register(id=env_id, entry_point=entry, kwargs=kwargs, max_episode_steps=limit)
+    gym.register(
+        id=env_id, entry_point=entry, vector_entry_point=vector_entry, kwargs=kwargs, max_episode_steps=limit
+    )
     return env_id
 
 

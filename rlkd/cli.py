@@ -108,7 +108,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------ envs
 def cmd_envs(args: argparse.Namespace) -> None:
-    from rlkd.envs import envpool_ids, gymnasium_ids, make_vec, resolve_backend
+    from rlkd.envs import envpool_ids, gymnasium_ids, make_vec, registered_id, resolve_backend
 
     if args.action == "list":
         gym_ids = gymnasium_ids()
@@ -123,9 +123,10 @@ def cmd_envs(args: argparse.Namespace) -> None:
         return
     if not args.env_id:
         raise UserError("`rlkd envs show` needs an env id, e.g. `rlkd envs show CartPole-v1`")
-    backend = resolve_backend(args.env_id, args.backend)
-    envs = make_vec(args.env_id, 1, 0, backend)
-    print(f"id:                {args.env_id}")
+    env_id = registered_id(args.env_id)  # every id `rlkd train` takes: module:Env-v0, spec.yaml
+    backend = resolve_backend(env_id, args.backend)
+    envs = make_vec(env_id, 1, 0, backend)
+    print(f"id:                {env_id}")
     print(f"backend:           {backend}")
     print(f"observation space: {envs.single_observation_space}")
     print(f"action space:      {envs.single_action_space}")
