@@ -22,7 +22,7 @@ Agents served by this module (``--agent``):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -603,8 +603,12 @@ class Dreamer:
         self.recent: tuple[dict[str, Tensor], Tensor] | None = None  # last batch and reconstruction
         self.action = np.zeros((cfg.num_envs, self.action_dim), np.float32)
 
-    def start(self, envs: Any, obs: np.ndarray, step: int, resumed: bool) -> np.ndarray:
+    def start(
+        self, envs: Any, obs: np.ndarray, step: int, resumed: bool, note: Callable[[str], None]
+    ) -> np.ndarray:
         cfg, device = self.cfg, self.cfg.device
+        if step < cfg.prefill:
+            note(f"prefill: random actions until step {cfg.prefill}, then {cfg.prefill_updates} updates")
         self.step = self.last_img = step
         self.prefill_done = step >= cfg.prefill
         # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so

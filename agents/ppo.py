@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -441,8 +442,12 @@ class PPO:
         self.last_obs: np.ndarray | None = None
 
     # ---------------------------------------------------------------- rollout
-    def start(self, envs: gym.vector.VectorEnv, obs: np.ndarray, step: int, resumed: bool) -> np.ndarray:
-        if self.intrinsic is not None and not resumed:
+    def start(
+        self, envs: Any, obs: np.ndarray, step: int, resumed: bool, note: Callable[[str], None]
+    ) -> np.ndarray:
+        if self.intrinsic is not None and not resumed and self.cfg.int_init_steps:
+            note(f"warm-up: {self.cfg.int_init_steps} random-agent steps for the {self.cfg.intrinsic} "
+                 "observation statistics (RND paper, section 2.4)")  # fmt: skip
             obs = init_intrinsic_obs_stats(envs, self.intrinsic, self.cfg.int_init_steps, obs, self.device)
         return obs
 

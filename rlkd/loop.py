@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -50,9 +50,12 @@ class Algorithm(Protocol):
     label: str
     """Shown in the progress display."""
 
-    def start(self, envs: Any, obs: np.ndarray, step: int, resumed: bool) -> np.ndarray:
+    def start(
+        self, envs: Any, obs: np.ndarray, step: int, resumed: bool, note: Callable[[str], None]
+    ) -> np.ndarray:
         """Called once after the reset, at env step ``step``: warm-ups that step the envs (RND's
-        observation statistics), first observations into a replay. Returns the current observation."""
+        observation statistics), first observations into a replay; ``note`` announces each warm-up.
+        Returns the current observation."""
 
     def act(self, obs: np.ndarray, step: int) -> np.ndarray:
         """Env actions (N, ...) for observations (N, ...) at env step ``step``."""
@@ -187,11 +190,11 @@ def _train(
     obs, _ = envs.reset(seed=cfg.seed + step)
     envs.action_space.seed(cfg.seed + step)
     check_finite(f"env {cfg.env_id}", step, observation=obs)
-    obs = algo.start(envs, obs, step, resumed=checkpoint is not None)
     run.start()
+    progress = Progress(cfg.total_steps, step, algo.label)
+    obs = algo.start(envs, obs, step, checkpoint is not None, progress.note)
 
     episodes, scalars = EpisodeStats(), Scalars()
-    progress = Progress(cfg.total_steps, step, algo.label)
     last_log, last_ckpt = step, step
     t0, s0 = time.time(), step
     while step < cfg.total_steps or not algo.at_boundary():

@@ -186,6 +186,9 @@ def load_state(target: Any, state: Mapping[str, Any], what: str) -> None:
         ) from None
 
 
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
+
 @dataclass
 class Progress:
     """Live progress: a tqdm bar on a terminal, plain periodic lines otherwise (CI, log files)."""
@@ -209,18 +212,32 @@ class Progress:
                 unit="step",
                 unit_scale=True,
                 dynamic_ncols=True,
+                # No tqdm rate: the one throughput shown is the loop's SPS (env steps per second of
+                # training), which tqdm's smoothed rate of display updates would contradict.
+                bar_format=BAR_FORMAT,
             )
 
     def update(self, step: int, **info: float) -> None:
         """Report that training reached ``step``; ``info`` values (e.g. SPS, return) are shown."""
         self._last.update({k: v for k, v in info.items() if v is not None and np.isfinite(v)})
         text = " ".join(f"{k}={v:.4g}" for k, v in self._last.items())
+        # An agent that works in whole rollouts may end past the total (PPO: ceil(total / batch)
+        # rollouts): the total grows to the real end instead of the bar running past 100%.
+        self.total = max(self.total, step)
         if self._bar is not None:
+            self._bar.total = self.total
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix_str(text, refresh=False)
         elif time.monotonic() - self._last_print >= self.interval_s or step >= self.total:
             self._last_print = time.monotonic()
             print(f"[{self.label}] step {step}/{self.total} {text}", file=sys.stderr, flush=True)
+
+    def note(self, message: str) -> None:
+        """A one-off line (a warm-up starting), above the bar on a terminal."""
+        if self._bar is not None:
+            self._bar.write(f"[{self.label}] {message}", file=sys.stderr)
+        else:
+            print(f"[{self.label}] {message}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -247,7 +264,6 @@ class Run:
         self._lock: RunLock | None = None
         self._start_message = ""
         self._config_to_save: TrainConfig | None = None
-        self._started = False
 
     # ----------------------------------------------------------------- creating and opening
     @classmethod
@@ -280,8 +296,6 @@ class Run:
         self.close()
         if self._lock is not None and self.path.exists() and self._never_started(self.path):
             shutil.rmtree(self.path)
-            if self._started:
-                print(f"removed run folder {self.path}: it held nothing to resume", file=sys.stderr)
         self.release()
 
     def lock(self, command: str) -> None:
@@ -308,7 +322,6 @@ class Run:
         if self._config_to_save is not None:
             save_yaml(self._config_to_save, self.path / "config.yaml", provenance())
             self._config_to_save = None
-        self._started = True
         if self.purge_step is None:  # a fresh run: its hyperparameters in TensorBoard's HParams view
             self.log_hparams()
         if self._start_message:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -125,6 +126,9 @@ def serve(logdir: Path | str = "runs", port: int = 0) -> None:
         UserError: If the server cannot start or exits on its own.
     """
     proc, url = launch_tensorboard(Path(logdir), port)
+    # The server runs in its own session, so a SIGTERM or SIGHUP (kill, a closed terminal) reaches only
+    # us: turn them into the Ctrl-C path so the server stops with us instead of outliving us.
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         # Printed inside the try: a Ctrl-C right after the URL appears must still stop the server.
         print(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)", flush=True)
@@ -134,4 +138,10 @@ def serve(logdir: Path | str = "runs", port: int = 0) -> None:
         return
     finally:
         stop(proc)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     raise UserError(f"TensorBoard exited on its own with status {code}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

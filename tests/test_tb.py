@@ -68,7 +68,8 @@ def test_missing_logdir_is_a_user_error(tmp_path: Path) -> None:
         launch_tensorboard(tmp_path / "nope")
 
 
-def test_serve_prints_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_serve_stops_the_server_on_ctrl_c_kill_and_hangup(tmp_path: Path, sig: int) -> None:
     _write_run(tmp_path)
     code = f"from rlkd.tb import serve; serve({str(tmp_path)!r})"
     proc = subprocess.Popen(
@@ -80,7 +81,7 @@ def test_serve_prints_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         url = line.split(" at ")[1].split()[0]
         with urllib.request.urlopen(url, timeout=5) as resp:
             assert resp.status == 200
-        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends
+        os.kill(proc.pid, sig)  # Ctrl-C, kill, a closed terminal
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:
