@@ -64,10 +64,97 @@ def _resolve_train(argv: Sequence[str]) -> tuple[Any, Any]:
 def cmd_train(argv: Sequence[str]) -> None:
     from rlkd.api import run_training
 
+    seeds, jobs, argv = _seed_list(argv)
+    if seeds is not None:
+        _train_seeds(argv, seeds, jobs)
+        return
     module, cfg = _resolve_train(argv)
     if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
         cfg = module.finalize(cfg)
     run_training(module, cfg)
+
+
+def _seed_list(argv: Sequence[str]) -> tuple[list[int] | None, int, list[str]]:
+    """``--seed 1,2,3`` / ``--seed 1-5`` (mixable: ``1-3,7``) and ``--jobs N``, taken off ``argv``.
+
+    Returns (the seeds, or None for one plain seed; jobs; the other arguments).
+    """
+    rest, seeds, jobs = [], None, 1
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if name not in ("--seed", "--jobs"):
+            rest.append(arg)
+            continue
+        if not eq:
+            if not args:
+                raise UserError(f"{name} needs a value")
+            value = args.pop(0)
+        if name == "--jobs":
+            if not value.isdigit() or int(value) < 1:
+                raise UserError(f"--jobs must be a positive integer, got {value!r}")
+            jobs = int(value)
+        elif "," in value or "-" in value.lstrip("-"):
+            seeds = _parse_seeds(value)
+        else:
+            rest += [arg] if eq else [arg, value]
+    if jobs > 1 and seeds is None:
+        raise UserError("--jobs runs several seeds at a time; give them as --seed 1,2,3 or --seed 1-5")
+    return seeds, jobs, rest
+
+
+def _parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise UserError(f"--seed takes seeds like 1,2,3 or a range like 1-5, got {text!r}")
+        seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seed {text!r} names a seed twice")
+    return seeds
+
+
+def _train_seeds(argv: list[str], seeds: list[int], jobs: int) -> None:
+    """One ``rlkd train`` per seed, each its own run folder, ``jobs`` at a time (child processes)."""
+    import subprocess
+    import tempfile
+    import time
+
+    if any(a == "--run-dir" or a.startswith("--run-dir=") for a in argv):
+        raise UserError("several seeds make several run folders: drop --run-dir (use --runs-root)")
+    _resolve_train([*argv, "--seed", str(seeds[0])])  # bad options fail once, before any run starts
+    pending, running, failed = list(seeds), [], []
+    while pending or running:
+        while pending and len(running) < jobs:
+            seed = pending.pop(0)
+            cmd = [sys.executable, "-m", "rlkd.cli", "train", *argv, "--seed", str(seed)]
+            # One run at a time shares the terminal; parallel runs write their output to a file each.
+            log = None if jobs == 1 else tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in _finished
+            running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=log), log))
+            print(f"seed {seed}: started", file=sys.stderr, flush=True)
+        for item in [r for r in running if r[1].poll() is not None]:
+            running.remove(item)
+            if not _finished(*item):
+                failed.append(item[0])
+        time.sleep(0.1)
+    if failed:
+        raise UserError(f"seeds {', '.join(map(str, failed))} of {len(seeds)} failed (their lines are above)")
+
+
+def _finished(seed: int, proc: Any, log: Any) -> bool:
+    """Report a finished seed (with its last output line when it ran in parallel); True if it succeeded."""
+    last = ""
+    if log is not None:
+        log.seek(0)
+        lines = log.read().strip().splitlines()
+        last = lines[-1] if lines else ""
+        log.close()
+    ok = proc.returncode == 0
+    status = (last or "done") if ok else f"failed (exit {proc.returncode})" + (f": {last}" if last else "")
+    print(f"seed {seed}: {status}", file=sys.stderr, flush=True)
+    return ok
 
 
 def cmd_resume(args: argparse.Namespace) -> None:

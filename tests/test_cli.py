@@ -130,3 +130,24 @@ def test_console_script_help_lists_field_docs():
     ).stdout
     assert "--num-envs" in out and "Number of parallel environments." in out
     assert "--intrinsic" in out
+
+
+def test_several_seeds_make_one_run_folder_each(tmp_path, capsys):
+    from rlkd.config import read_yaml
+
+    argv = ["train", "--preset", "debug", "--seed", "1-2,5", "--jobs", "2", "--runs-root", str(tmp_path)]
+    assert main(argv) == 0
+    seeds = sorted(read_yaml(run / "config.yaml")["seed"] for run in tmp_path.iterdir())
+    assert seeds == [1, 2, 5]
+    err = capsys.readouterr().err
+    assert all(f"seed {s}: done: " in err for s in (1, 2, 5))
+    err = error_line(capsys, ["train", "--seed", "1,2", "--run-dir", str(tmp_path / "x")])
+    assert "drop --run-dir" in err
+    assert "got '3-1'" in error_line(capsys, ["train", "--seed", "3-1"])
+    assert "names a seed twice" in error_line(capsys, ["train", "--seed", "1,1"])
+    assert "--jobs runs several seeds" in error_line(capsys, ["train", "--jobs", "2"])
+    # Bad options fail once, before any seed starts.
+    assert "--learning-rate must be positive" in error_line(
+        capsys, ["train", "--seed", "1,2", "--learning-rate", "-1", "--runs-root", str(tmp_path / "none")]
+    )
+    assert not (tmp_path / "none").exists()
