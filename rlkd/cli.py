@@ -244,7 +244,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         args.runs,
         out=Path(args.out) if args.out else None,
         metrics=args.metric or None,
-        group_by=[g for g in args.group_by.split(",") if g],
+        group_by=None if args.group_by == "auto" else [g for g in args.group_by.split(",") if g],
     )
     print(result.text)
 
@@ -295,7 +295,10 @@ def _main_parser() -> _Parser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
     p.add_argument("--out", default=None, help="output folder (default: report/ next to the runs)")
     p.add_argument("--metric", action="append", default=None, help="tag to report (repeatable)")
-    p.add_argument("--group-by", default="env_id,agent,intrinsic", help="config fields that define a group")
+    p.add_argument(
+        "--group-by", default="auto",
+        help="config fields that define a group (default auto: every field that differs but the seed)",
+    )  # fmt: skip
     p = sub.add_parser("collect", help="record episodes as a video dataset (npz)")
     p.add_argument("--env", dest="env_id", required=True)
     p.add_argument("--episodes", type=int, required=True)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from rlkd.analysis import align, confidence_band, load_run, report, t_quantile_975
+from rlkd.analysis import bootstrap_band, confidence_band, load_run, report, resample
 from rlkd.errors import UserError
 from rlkd.run import Run
 
@@ -113,12 +113,12 @@ def test_report_exact_values_pooled_seeds_png_and_csv(tmp_path: Path) -> None:
     # run a at the grid: 2, 2.5, 3, 3.5, 4; run b (200->2, 400->6): 2, 3, 4, 5, 6.
     a, b = np.array([2, 2.5, 3, 3.5, 4]), np.array([2, 3, 4, 5, 6.0])
     mean, std = (a + b) / 2, np.abs(a - b) / math.sqrt(2)  # sample std (ddof=1) of two numbers
-    half = 12.7062 * std / math.sqrt(2)  # t(0.975, df=1)
     np.testing.assert_allclose(table[:, 1], mean)
     np.testing.assert_allclose(table[:, 2], std)
     assert (table[1:, 2] > 0).all()  # the seeds differ, so the band has width
-    np.testing.assert_allclose(table[:, 3], mean - half, rtol=1e-6)
-    np.testing.assert_allclose(table[:, 4], mean + half, rtol=1e-6)
+    # 95% percentile bootstrap over two runs: exactly their min and max at every step.
+    np.testing.assert_allclose(table[:, 3], np.minimum(a, b), rtol=1e-6)
+    np.testing.assert_allclose(table[:, 4], np.maximum(a, b), rtol=1e-6)
     np.testing.assert_allclose(table[:, 5], 2)
     # The one-seed group: mean is the run itself (7.5, 8.375, 9.25, 8.625, 8), no std and no band.
     np.testing.assert_allclose(table[:, 6], [7.5, 8.375, 9.25, 8.625, 8.0])
@@ -141,18 +141,14 @@ def test_report_exact_values_pooled_seeds_png_and_csv(tmp_path: Path) -> None:
     assert [r[0] for r in summary] == [r.name for r in rep.rows]
 
 
-def test_align_matches_hand_computation() -> None:
+def test_resample_matches_hand_computation() -> None:
     # Run 1 logged every 100 steps, run 2 every 150 steps from step 50.
     run1 = (np.array([0, 100, 200, 300, 400]), np.array([0.0, 1.0, 4.0, 9.0, 16.0]))
     run2 = (np.array([50, 200, 350]), np.array([2.0, 5.0, 8.0]))
-    grid, values = align([run1, run2], points=4)
-    # Common range: from the latest first step (50) to the earliest last step (350) -> 50, 150, 250, 350.
-    # run1: 50 -> halfway 0..1 = 0.5; 150 -> (1+4)/2 = 2.5; 250 -> (4+9)/2 = 6.5; 350 -> (9+16)/2 = 12.5
-    # run2: 50 -> 2; 150 -> 2 + (100/150)*3 = 4; 250 -> 5 + (50/150)*3 = 6; 350 -> 8
-    np.testing.assert_allclose(grid, [50, 150, 250, 350])
-    np.testing.assert_allclose(values, [[0.5, 2.5, 6.5, 12.5], [2.0, 4.0, 6.0, 8.0]])
-    with pytest.raises(ValueError, match="do not overlap"):
-        align([run1, (np.array([500, 600]), np.array([1.0, 2.0]))], points=4)
+    values = resample([run1, run2], np.array([0.0, 150.0, 250.0, 400.0]))
+    # run1: 0 -> 0; 150 -> (1+4)/2 = 2.5; 250 -> (4+9)/2 = 6.5; 400 -> 16
+    # run2: 0 and 400 lie outside it -> no data; 150 -> 2 + (100/150)*3 = 4; 250 -> 5 + (50/150)*3 = 6
+    np.testing.assert_allclose(values, [[0.0, 2.5, 6.5, 16.0], [np.nan, 4.0, 6.0, np.nan]])
 
 
 def test_confidence_band_uses_student_t() -> None:
@@ -161,14 +157,25 @@ def test_confidence_band_uses_student_t() -> None:
     # column 0: mean 3, s = 2, half = t(0.975, 2) * 2 / sqrt(3) = 4.3027 * 1.1547 = 4.9683
     np.testing.assert_allclose(band.mean, [3.0, 2.0])
     np.testing.assert_allclose(band.std, [2.0, 0.0])
-    np.testing.assert_allclose(band.upper - band.mean, [4.3027 * 2 / math.sqrt(3), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(band.upper - band.mean, [4.30265 * 2 / math.sqrt(3), 0.0], rtol=1e-5)
     np.testing.assert_array_equal(band.n, [3, 3])
 
 
-def test_t_quantile_matches_scipy() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    for df in (1, 2, 5, 29, 30, 31, 50, 200, 10_000):
-        assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
+def test_bootstrap_band_stays_inside_the_runs_values() -> None:
+    # Two runs: the bootstrap means are a, (a+b)/2 or b with probabilities 1/4, 1/2, 1/4, so the
+    # 2.5% and 97.5% percentiles are exactly min and max (a t interval at n = 2 is 12.7 s/sqrt(2) wide).
+    values = np.array([[0.0, 5.0, 1.0, np.nan], [10.0, 5.0, np.nan, np.nan]])
+    band = bootstrap_band(values)
+    np.testing.assert_allclose(band.lower[:2], [0.0, 5.0])
+    np.testing.assert_allclose(band.upper[:2], [10.0, 5.0])
+    assert np.isnan(band.lower[2:]).all() and band.n.tolist() == [2, 2, 1, 0]
+    assert confidence_band(values).lower[0] < -50  # what the t band draws for the same runs
+    rng = np.random.default_rng(1)
+    many = rng.normal(size=(7, 30))
+    wide = bootstrap_band(many)
+    assert (wide.lower >= many.min(0)).all() and (wide.upper <= many.max(0)).all()
+    assert (wide.lower < wide.mean).all() and (wide.mean < wide.upper).all()
+    np.testing.assert_array_equal(bootstrap_band(many).lower, wide.lower)  # fixed seed: reproducible
 
 
 def test_resume_with_purge_step_does_not_duplicate_steps(tmp_path: Path) -> None:
@@ -275,3 +282,21 @@ def test_report_on_real_ppo_runs_reads_back_logged_values(tmp_path: Path) -> Non
     assert sorted(summary.bests) == sorted(max(v for _, v in curve) for curve in logged)
     assert row.steps_max == 512
     assert (tmp_path / "out" / "charts_episodic_return_steps.png").stat().st_size > 10_000
+
+
+def test_runs_differing_in_a_hyperparameter_preset_or_budget_are_never_pooled(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    ret = "charts/episodic_return"
+    base = {"learning_rate": 3e-4, "preset": "debug"}
+    make_run(runs, "a1", {**ppo(1), **base, "run_dir": "x1"}, {ret: [(400, 1.0)]})
+    make_run(runs, "a2", {**ppo(2), **base, "run_dir": "x2"}, {ret: [(400, 3.0)]})
+    make_run(runs, "b1", {**ppo(1), **base, "learning_rate": 1e-3}, {ret: [(400, 5.0)]})
+    make_run(runs, "c1", {**ppo(1), **base, "preset": "classic", "total_steps": 800}, {ret: [(800, 7.0)]})
+    rep = report([str(runs)], metrics=[ret])
+    seeds = {r.name: (r.seeds, r.metrics[ret].final_mean) for r in rep.rows}
+    assert seeds == {
+        "CartPole-v1 ppo none 0.0003 debug 400": (2, 2.0),  # only seed and run folder differ: pooled
+        "CartPole-v1 ppo none 0.001 debug 400": (1, 5.0),
+        "CartPole-v1 ppo none 0.0003 classic 800": (1, 7.0),
+    }
+    assert rep.text.startswith("groups by: env_id, agent, intrinsic, learning_rate, preset, total_steps")

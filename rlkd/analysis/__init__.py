@@ -12,25 +12,43 @@ Statistics, stated once so that table, plots and CSV agree:
   mean ± sample standard deviation (``ddof=1``) of these over the runs of a group.
 * **Best value** of a run: its maximum (minimum for ``losses/*`` and tags containing ``loss``);
   the table shows the mean over runs.
-* **Alignment** (:func:`align`): runs logged at different steps are linearly interpolated onto a
-  common grid that starts where every run has data and stops at the smallest last step of any
-  run -- never extrapolated past either end of any run.
-* **Band**: 95% confidence interval of the mean over seeds, ``mean ± t(0.975, n-1) · s / sqrt(n)``
-  (Student t, ``s`` the ``ddof=1`` standard deviation). One seed: no band.
-  Plots clip the band of ``success_rate`` tags to [0, 1]; the CSV keeps the unclipped interval.
-  With 2 seeds ``t = 12.7``: the band is honestly wide -- run more seeds rather than shrink it.
+* **Groups**: runs are pooled as seeds only when their configs differ in nothing but the seed and
+  where they were written (:func:`~rlkd.analysis.grouping.auto_group_by`); ``--group-by`` picks
+  the fields by hand. The report's first line names the fields that define the groups.
+* **Curves**: each run is linearly interpolated onto a grid from the latest first step of the
+  group's runs to its longest run's last step -- never extrapolated past a run's own end, never
+  cut at the shortest run (a dotted line marks where the first run of a group ends, and the legend
+  gives how many runs remain there). The CSV keeps each group's range where all its runs have data,
+  with the count ``n`` per row.
+* **Band**: 95% percentile-bootstrap interval of the mean over seeds (``scipy.stats.bootstrap``,
+  2000 resamples, fixed seed), as rliable recommends for few seeds: it never leaves the range of
+  the runs' values (a Student-t band at n = 2, t = 12.7, reached -50 on CartPole). One seed: no band.
 * **Wall time** is *active* training time: time between a run's first and last logged points,
   minus the pauses between a resumed run's sessions (a new event file starting marks a session).
 """
 
 from rlkd.analysis.events import Curve, RunData, event_files, load_run
 from rlkd.analysis.grouping import GroupRow, MetricSummary, Report, expand_paths
-from rlkd.analysis.numerics import Band, align, confidence_band, lower_is_better, resample, t_quantile_975
+from rlkd.analysis.numerics import Band, bootstrap_band, confidence_band, lower_is_better, resample
 from rlkd.analysis.output import format_table, human_duration, human_steps
 from rlkd.analysis.reporting import report
 
 __all__ = [
-    "Band", "Curve", "GroupRow", "MetricSummary", "Report", "RunData", "align", "confidence_band",
-    "event_files", "expand_paths", "format_table", "human_duration", "human_steps", "load_run",
-    "lower_is_better", "report", "resample", "t_quantile_975",
+    "Band",
+    "Curve",
+    "GroupRow",
+    "MetricSummary",
+    "Report",
+    "RunData",
+    "bootstrap_band",
+    "confidence_band",
+    "event_files",
+    "expand_paths",
+    "format_table",
+    "human_duration",
+    "human_steps",
+    "load_run",
+    "lower_is_better",
+    "report",
+    "resample",
 ]  # fmt: skip

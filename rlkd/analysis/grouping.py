@@ -5,9 +5,10 @@ from __future__ import annotations
 import glob
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,21 @@ from rlkd.errors import UserError
 DEFAULT_METRICS: tuple[str, ...] = ("charts/episodic_return", "charts/success_rate", "charts/SPS")
 """Key metrics the table shows when no ``--metric`` is given (those that some run logged)."""
 DEFAULT_GROUP_BY: tuple[str, ...] = ("env_id", "agent", "intrinsic")
+"""Fields that name a group even when every run shares them (shown in titles)."""
+RUN_FIELDS = frozenset({"seed", "run_dir", "runs_root", "device", "torch_threads", "checkpoint_interval",
+                        "keep_checkpoints", "log_interval", "on_nonfinite"})  # fmt: skip
+"""Config fields that say where and how a run was written, not what was trained: never a group."""
+
+
+def auto_group_by(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Group runs by every config field whose value differs between them, except the seed and the
+    :data:`RUN_FIELDS`: runs are pooled only when they differ in nothing else (never across
+    hyperparameters, presets or budgets). env_id, agent and intrinsic always name the group."""
+    names = list(dict.fromkeys(k for c in configs for k in c))
+    # A field differs when two runs that both have it disagree (a PPO-only field does not split PPO
+    # from Dreamer runs; the agent field does).
+    differing = [k for k in names if k not in RUN_FIELDS and len({repr(c[k]) for c in configs if k in c}) > 1]
+    return list(dict.fromkeys([*DEFAULT_GROUP_BY, *differing]))
 _GLOB_CHARS = re.compile(r"[*?\[]")
 MISSING = "-"
 """Group value used when a run's config lacks a group field (e.g. ``intrinsic`` for Dreamer)."""

@@ -5,46 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-# Two-sided 95% Student-t quantiles t(0.975, df) for df = 1..30 (standard tables).
-_T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
+from scipy import stats
 
 
 # ===================================================================== numerics
-def align(curves: list[tuple[np.ndarray, np.ndarray]], points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate runs logged at different x (steps or seconds) onto one common grid.
-
-    The grid has ``points`` evenly spaced x from the largest first x of any run to the smallest last
-    x of any run, so every grid point lies inside every run's logged range: values are linearly
-    interpolated between each run's neighbouring points and never extrapolated before a run's first
-    or after its last point (that would invent data). Runs that go further are cut at the shortest.
-
-    Args:
-        curves: One ``(x, y)`` pair per run, ``x`` strictly increasing, both of shape ``(n_i,)``.
-        points: Number of grid points (at least 1; 1 when the common range is a single x).
-
-    Returns:
-        ``grid`` of shape ``(points,)`` and ``values`` of shape ``(n_runs, points)``.
-
-    Raises:
-        ValueError: If there are no curves, a curve is empty, or the runs' x ranges do not overlap.
-    """
-    if not curves or any(len(x) == 0 for x, _ in curves):
-        raise ValueError("align needs at least one non-empty curve")
-    lo = max(float(x[0]) for x, _ in curves)
-    hi = min(float(x[-1]) for x, _ in curves)
-    if lo > hi:
-        raise ValueError(
-            f"runs do not overlap: the latest first point ({lo:g}) is after the earliest end ({hi:g})"
-        )
-    grid = np.array([lo]) if lo == hi else np.linspace(lo, hi, max(int(points), 2))
-    return grid, resample(curves, grid)
-
-
 def resample(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> np.ndarray:
     """Linear interpolation of each run at ``grid``; NaN where ``grid`` is outside a run's range.
 
@@ -63,30 +27,16 @@ def resample(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> n
     return out
 
 
-def t_quantile_975(df: int) -> float:
-    """Student-t quantile ``t(0.975, df)`` (two-sided 95%): table up to 30, Cornish-Fisher beyond."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959963984540054  # normal 0.975 quantile; the series below is accurate to ~1e-5 for df > 30
-    return (
-        z
-        + (z**3 + z) / (4 * df)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-    )
-
-
 @dataclass(frozen=True)
 class Band:
-    """Mean over runs with its 95% t confidence interval, per grid point (NaN where no run has data).
+    """Mean over runs with a 95% interval, per grid point (NaN where no run has data).
 
     Attributes:
         mean: Mean over runs. Shape ``(m,)``.
         std: Sample standard deviation over runs (``ddof=1``); NaN with fewer than two runs.
-        lower: ``mean - t(0.975, n-1) * std / sqrt(n)``; NaN with fewer than two runs.
-        upper: ``mean + t(0.975, n-1) * std / sqrt(n)``; NaN with fewer than two runs.
+        lower: Lower end of the interval (:func:`confidence_band`: Student t; :func:`bootstrap_band`:
+            percentile bootstrap); NaN with fewer than two runs.
+        upper: Upper end, likewise.
         n: Number of runs with data at each grid point.
     """
 
@@ -109,9 +59,32 @@ def confidence_band(values: np.ndarray) -> Band:
         mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
         sq = np.nansum((values - mean) ** 2, axis=0)
         std = np.where(n > 1, np.sqrt(sq / np.maximum(n - 1, 1)), np.nan)
-    t = np.array([t_quantile_975(int(k) - 1) if k > 1 else np.nan for k in n])
+    t = np.where(n > 1, stats.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
     half = t * std / np.sqrt(np.maximum(n, 1))
     return Band(mean, std, mean - half, mean + half, n)
+
+
+def bootstrap_band(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> Band:
+    """Mean over runs with its 95% percentile-bootstrap interval per column (``scipy.stats.bootstrap``).
+
+    What ``rlkd report`` draws (rliable's recommendation for few seeds): unlike the t interval it
+    never leaves the range of the runs' values (two seeds: exactly [min, max]), so a return that
+    cannot be negative never gets a negative band. Fixed ``seed``: the same runs give the same band.
+
+    Args:
+        values: Shape ``(n_runs, m)``; NaN marks "no data" and is left out of that column.
+        resamples: Bootstrap resamples.
+        seed: Seed of the resampling.
+    """
+    band = confidence_band(values)  # mean, std and n; its t bounds are replaced
+    lower, upper = np.full(len(band.n), np.nan), np.full(len(band.n), np.nan)
+    for k in np.unique(band.n[band.n > 1]):
+        cols = np.flatnonzero(band.n == k)
+        data = np.sort(values[:, cols], axis=0)[:k]  # each column's k values (NaN sorts last)
+        res = stats.bootstrap((data,), np.mean, axis=0, vectorized=True, n_resamples=resamples,
+                              method="percentile", rng=np.random.default_rng(seed))  # fmt: skip
+        lower[cols], upper[cols] = res.confidence_interval.low, res.confidence_interval.high
+    return Band(band.mean, band.std, lower, upper, band.n)
 
 
 def lower_is_better(tag: str) -> bool:

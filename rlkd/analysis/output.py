@@ -12,7 +12,7 @@ import numpy as np
 
 from rlkd.analysis.events import Curve
 from rlkd.analysis.grouping import MISSING, GroupRow
-from rlkd.analysis.numerics import align, confidence_band, resample
+from rlkd.analysis.numerics import bootstrap_band, resample
 
 
 # ===================================================================== text table
@@ -100,7 +100,7 @@ def write_csv(out: Path, tag: str, per_group: list[tuple[GroupRow, list[Curve]]]
     for (_, curves), (glo, ghi) in zip(per_group, ranges, strict=True):
         values = resample([(c.steps, c.values) for c in curves], grid)
         values[:, (grid < glo) | (grid > ghi)] = np.nan  # only where every run of the group has data
-        columns.append(confidence_band(values))
+        columns.append(bootstrap_band(values))
     path = out / f"{_slug(tag)}.csv"
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -160,7 +160,6 @@ def plot_curves(
     labels: dict[str, str],
     common: dict[str, str],
     points: int,
-    notes: list[str],
 ) -> Path:
     """One figure: per group, the aligned mean curve and its 95% CI band (no band for one seed)."""
     import matplotlib
@@ -192,21 +191,21 @@ def plot_curves(
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, ((row, curves), group_x) in enumerate(zip(per_group, xs, strict=True)):
             pairs = [_strictly_increasing(x / scale, c.values) for x, c in zip(group_x, curves, strict=True)]
-            try:
-                grid, values = align(pairs, points)
-            except ValueError as exc:
-                notes.append(f"{tag} ({axis}): group {row.name!r} not plotted: {exc}")
-                continue
-            band = confidence_band(values)
+            # Up to the group's longest run, never cut at its shortest: the band uses the runs that
+            # reach each point, and a dotted line marks where the first run ends.
+            lo, hi = max(float(x[0]) for x, _ in pairs), max(float(x[-1]) for x, _ in pairs)
+            grid = np.array([lo]) if lo == hi else np.linspace(lo, hi, max(points, 2))
+            band = bootstrap_band(resample(pairs, grid))
             color = colors[i % len(colors)]
-            label = f"{labels[row.name]} (n={len(curves)})"
+            ns = sorted({int(k) for k in band.n if k})
+            label = f"{labels[row.name]} (n={ns[-1]}" + (f", {ns[0]} at the end)" if len(ns) > 1 else ")")
             marker = "o" if len(grid) == 1 else None
             ax.plot(grid, band.mean, color=color, lw=1.8, label=label, marker=marker)
             if len(curves) > 1:
-                lower, upper = band.lower, band.upper
-                if tag.rsplit("/", 1)[-1] == "success_rate":  # a rate: the band is drawn inside [0, 1]
-                    lower, upper = np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
-                ax.fill_between(grid, lower, upper, color=color, alpha=0.2, lw=0)
+                ax.fill_between(grid, band.lower, band.upper, color=color, alpha=0.2, lw=0)
+                shortest = min(float(x[-1]) for x, _ in pairs)
+                if shortest < hi:
+                    ax.axvline(shortest, color=color, lw=0.8, ls=":")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(tag.rsplit("/", 1)[-1].replace("_", " "))
         context = " ".join(v for v in common.values() if v != MISSING)
@@ -220,7 +219,7 @@ def plot_curves(
             varying = [f for f in per_group[0][0].fields if f not in common] if len(per_group) > 1 else []
             what = f"{', '.join(varying)}: " if varying else ""
             banded = any(len(cs) > 1 for _, cs in per_group)
-            stat = "mean and 95% CI over seeds" if banded else "one seed each: no confidence band"
+            stat = "mean and 95% bootstrap CI over seeds" if banded else "one seed each: no confidence band"
             leg = ax.legend(loc="best", frameon=False, title=f"{what}{stat}")
             leg.get_title().set_fontsize(8.5)
         path = out / f"{_slug(tag)}_{axis}.png"

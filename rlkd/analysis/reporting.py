@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rlkd.analysis.events import RunData, load_run
 from rlkd.analysis.grouping import (
-    DEFAULT_GROUP_BY,
     MISSING,
     Report,
+    auto_group_by,
     common_fields,
     expand_paths,
     group_key,
@@ -26,7 +26,7 @@ def report(
     paths: Sequence[str | Path],
     out: Path | None = None,
     metrics: Sequence[str] | None = None,
-    group_by: Sequence[str] = DEFAULT_GROUP_BY,
+    group_by: Sequence[str] | None = None,
     points: int = 200,
 ) -> Report:
     """Summarise runs: terminal table, learning-curve PNGs and CSV files.
@@ -36,8 +36,8 @@ def report(
         out: Folder for the PNG/CSV files; default ``<first run's parent>/report``.
         metrics: Scalar tags to report (a unique suffix such as ``episodic_return`` also works);
             default: those of :data:`DEFAULT_METRICS` that some run logged.
-        group_by: Config fields whose values define a group; runs differing only in other fields
-            (seed above all) are pooled.
+        group_by: Config fields whose values define a group; None: every field that differs
+            between the runs except the seed and where they were written (:func:`auto_group_by`).
         points: Number of grid points of the aligned curves and CSV rows.
 
     Returns:
@@ -62,6 +62,8 @@ def report(
         )
     tags = resolve_metrics(metrics, present)
     notes: list[str] = []
+    if group_by is None:
+        group_by = auto_group_by([r.config for r in runs])
 
     groups: dict[tuple[str, ...], list[RunData]] = {}
     for r in runs:
@@ -85,11 +87,12 @@ def report(
         per_group = [(row, cs) for row, cs in per_group if cs]
         files.append(write_csv(out, tag, per_group, points))
         for axis in ("steps", "walltime"):
-            png = plot_curves(out, tag, axis, per_group, labels, common, points, notes)
+            png = plot_curves(out, tag, axis, per_group, labels, common, points)
             files.append(png)
     files.append(write_summary(out, rows, tags, group_by))
 
-    text = format_table(rows, tags)
+    text = f"groups by: {', '.join(group_by)} (runs differing in nothing else are pooled as seeds)\n"
+    text += format_table(rows, tags)
     if notes:
         text += "\n" + "\n".join(f"note: {n}" for n in notes)
     text += f"\nwrote {len(files)} files to {out}"
