@@ -142,13 +142,13 @@ def env_kwargs_of(config: dict[str, Any], agent: Any) -> dict[str, Any]:
 
 def _eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed: int, render: bool) -> Any:
     """Rebuild the run's env; with ``render`` make it render ``rgb_array`` frames (or fail clearly)."""
-    from rlkd.envs import gymnasium_ids, make_vec, resolve_backend
+    from rlkd.envs import gymnasium_ids, make_vec, registered_id, resolve_backend
 
     env_id = str(config["env_id"])
     backend = str(config.get("env_backend", "auto"))
     if not render:
         return make_vec(env_id, num_envs, seed, backend, **kwargs)
-    if resolve_backend(env_id, backend) == "envpool":
+    if resolve_backend(registered_id(env_id), backend) == "envpool":
         # envpool renders nothing on CPU; Gymnasium's env of the same id has the same spaces.
         if env_id not in gymnasium_ids():
             raise UserError(

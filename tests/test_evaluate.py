@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -161,10 +160,18 @@ def test_video_gif_holds_one_frame_per_step(agv_run: Path, tmp_path: Path) -> No
     assert total == 250 * length
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pygame") is not None, reason="pygame renders CartPole")
-def test_video_of_env_that_cannot_render_is_a_user_error(cartpole_run: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"cannot record a video of 'CartPole-v1'.*pygame"):
-        evaluate(cartpole_run, episodes=1, video=tmp_path / "cp.gif")
+def test_video_of_a_classic_control_env_on_a_fresh_install(cartpole_run: Path, tmp_path: Path) -> None:
+    result = evaluate(cartpole_run, episodes=1, video=tmp_path / "cp.gif")
+    with Image.open(result["video"]) as im:
+        assert 1 < im.n_frames <= int(result["mean_length"]) and im.size == (600, 400)  # pygame's render
+
+
+def test_video_of_an_env_that_cannot_render_is_a_user_error(tmp_path: Path) -> None:
+    run_dir = tmp_path / "corridor"
+    argv = ["train", "--preset", "debug", "--env", "tests.user_envs:Corridor-v0", "--run-dir", str(run_dir)]
+    assert main(argv) == 0
+    with pytest.raises(UserError, match=r"cannot record a video of .*Corridor-v0.*render"):
+        evaluate(run_dir, episodes=1, video=tmp_path / "c.gif")
 
 
 # ------------------------------------------------------------------------------------ bad input
