@@ -57,6 +57,8 @@ class PPOConfig(TrainConfig):
     """Adam learning rate (of the policy, value heads and intrinsic predictor)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
+    anneal_clip: bool = False
+    """Decay the clipping coefficient linearly to 0 over training too (rl-zoo3's ``clip_range: lin_``)."""
     gamma: float = 0.999
     """Discount of the extrinsic return."""
     gae_lambda: float = 0.95
@@ -155,6 +157,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_interval": 256,
         "log_interval": 128,
         "int_init_steps": 64,
+    },
+    # rl-zoo3's tuned CartPole-v1 recipe (hyperparams/ppo.yml): 8 envs x 32 steps, one 256-sample
+    # minibatch, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus, LR 1e-3 and clip 0.2 both
+    # decaying linearly, no value clipping (SB3's clip_range_vf None).
+    "cartpole": {
+        "env_id": "CartPole-v1",
+        "intrinsic": "none",
+        "num_envs": 8,
+        "num_steps": 32,
+        "total_steps": 100_000,
+        "num_minibatches": 1,
+        "update_epochs": 20,
+        "gamma": 0.98,
+        "gae_lambda": 0.8,
+        "ent_coef": 0.0,
+        "learning_rate": 1e-3,
+        "anneal_clip": True,
+        "clip_vloss": False,
+        "hidden_size": 64,
+        "log_interval": 1024,
+        "checkpoint_interval": 25_000,
     },
     # CleanRL ppo.py settings for classic control.
     "classic": {
@@ -427,6 +450,7 @@ class PPO:
         T, N = cfg.num_steps, cfg.num_envs
         self.num_iterations = math.ceil(cfg.total_steps / (T * N))
         self.iteration = 0
+        self.clip = cfg.clip_coef
         # Rollout storage, (T, N, ...); self.t is the next row to fill.
         self.t = 0
         self.obs_buf = torch.zeros(
@@ -453,9 +477,11 @@ class PPO:
 
     def act(self, obs: np.ndarray, step: int) -> np.ndarray:
         cfg, t = self.cfg, self.t
-        if t == 0 and cfg.anneal_lr:
+        if t == 0:  # a rollout starts: this iteration's schedules
             frac = 1.0 - self.iteration / self.num_iterations
-            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
+            if cfg.anneal_lr:
+                self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
+            self.clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
         with torch.no_grad():
             x = self.prep(obs, self.device, update=True)
             action, logp, _, value_ext, value_int = act_checked(self.agent, x, step)
@@ -573,14 +599,14 @@ class PPO:
                 ratio = logratio.exp()
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean().item())
+                    clipfracs.append(((ratio - 1.0).abs() > self.clip).float().mean().item())
                 mb_adv = b_adv[mb]
                 if cfg.norm_adv:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
                 pg_loss = torch.max(
-                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
                 ).mean()
-                v_clip = cfg.clip_coef if cfg.clip_vloss else None
+                v_clip = self.clip if cfg.clip_vloss else None
                 v_loss = value_loss(new_ext, b_ret_ext[mb], b_v_ext[mb], v_clip)
                 if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
                     v_loss = v_loss + value_loss(new_int, b_ret_int[mb], b_v_int[mb], None)

@@ -151,3 +151,17 @@ def test_several_seeds_make_one_run_folder_each(tmp_path, capsys):
         capsys, ["train", "--seed", "1,2", "--learning-rate", "-1", "--runs-root", str(tmp_path / "none")]
     )
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("agent", ["ppo", "dreamer", "diswm", "pretrain"])
+def test_every_preset_resolves_to_a_valid_config(agent, tmp_path):
+    from rlkd.agents import agent_module
+
+    from rlkd.config import resolve
+
+    module = agent_module(agent)
+    needs = {"diswm": {"pretrained": str(tmp_path)}, "pretrain": {"data": str(tmp_path)}}
+    extra = needs.get(agent, {})
+    for preset in module.PRESETS:
+        cfg = resolve(module.CONFIG, module.PRESETS, preset, None, {"agent": agent, **extra})
+        assert cfg.preset == preset
