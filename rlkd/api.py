@@ -15,6 +15,7 @@ field defaults < ``preset`` < ``config`` YAML file < keyword arguments. Errors a
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,15 @@ def train(
     return TrainedRun(path, to_dict(cfg), metrics)
 
 
-def run_training(module: AgentModule, cfg: Any) -> Path:
-    """Create and lock the run folder, train, release; a start that fails leaves no folder."""
+def run_training(module: AgentModule, cfg: Any, listeners: Sequence[Callable[..., None]] = ()) -> Path:
+    """Create and lock the run folder, train, release; a start that fails leaves no folder.
+
+    ``listeners`` are called with (step, scalars) after every log (see :attr:`rlkd.run.Run.listeners`).
+    """
     from rlkd.run import Run, keep_freed_memory
 
     run = Run.create(cfg, module.label(cfg))
+    run.listeners.extend(listeners)
     run.on_start(f"run folder: {run.path}")
     keep_freed_memory()
     try:

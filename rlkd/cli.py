@@ -266,6 +266,25 @@ def cmd_collect(args: argparse.Namespace) -> None:
     print(f"wrote {args.episodes} episodes to {out}")
 
 
+def cmd_tune(argv: Sequence[str]) -> None:
+    """`rlkd tune [train options] --trials N [--storage URL] [--study NAME] [--metric TAG] ...`."""
+    from rlkd.tune import tune
+
+    parser = _Parser(prog="rlkd tune", description="Hyperparameter search on Optuna (see rlkd.tune).")
+    parser.add_argument("--trials", type=int, required=True, help="trials this process runs")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL shared by workers (sqlite:///x.db)")
+    parser.add_argument("--study", default="rlkd", help="study name (workers with one name share it)")
+    parser.add_argument("--metric", default="charts/episodic_return", help="tag the trials maximise")
+    parser.add_argument("--average", type=int, default=5, help="the objective: mean of the last N logs")
+    parser.add_argument("--out", default=None, help="best config YAML (default: in the study's folder)")
+    args, train_argv = parser.parse_known_args(argv)
+    study, path = tune(train_argv, args.trials, args.storage, args.study, args.metric, args.average,
+                       Path(args.out) if args.out else None)  # fmt: skip
+    best = study.best_trial
+    print(f"best: trial {best.number}, {args.metric} = {best.value:.4g}, {best.params}")
+    print(f"wrote {path} (rlkd train --config {path})")
+
+
 def cmd_pretrain(argv: Sequence[str]) -> None:
     """`rlkd pretrain` is `rlkd train --agent pretrain` (its options are PretrainConfig's fields)."""
     cmd_train(["--agent", "pretrain", *argv])
@@ -276,6 +295,7 @@ def _main_parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("train", help="train an agent (rlkd train --help lists every option)", add_help=False)
     sub.add_parser("pretrain", help="offline action-free pretraining on videos (DisWM)", add_help=False)
+    sub.add_parser("tune", help="hyperparameter search on Optuna (rlkd tune --help)", add_help=False)
     p = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     p.add_argument("run_dir")
     p.add_argument(
@@ -326,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if argv[0] == "pretrain":
             cmd_pretrain(argv[1:])
+            return 0
+        if argv[0] == "tune":
+            cmd_tune(argv[1:])
             return 0
         args = _main_parser().parse_args(argv)
         handlers = {

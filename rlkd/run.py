@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,8 @@ class Run:
         self._lock: RunLock | None = None
         self._start_message = ""
         self._config_to_save: TrainConfig | None = None
+        self.listeners: list[Callable[[int, dict[str, float]], None]] = []
+        """Called with (step, scalars) after each log, e.g. by ``rlkd tune`` to report and prune."""
 
     # ----------------------------------------------------------------- creating and opening
     @classmethod
@@ -360,8 +362,11 @@ class Run:
 
     def log_scalars(self, step: int, scalars: Mapping[str, float | torch.Tensor]) -> None:
         """Write ``{tag: value}`` at ``step``; tags carry their prefix (``charts/``, ``losses/``...)."""
-        for tag, value in scalars.items():
-            self.writer.add_scalar(tag, float(value), step)
+        values = {tag: float(value) for tag, value in scalars.items()}
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        for listener in self.listeners:
+            listener(step, values)
 
     def close(self) -> None:
         if self._writer is not None:
