@@ -245,6 +245,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         out=Path(args.out) if args.out else None,
         metrics=args.metric or None,
         group_by=None if args.group_by == "auto" else [g for g in args.group_by.split(",") if g],
+        per_seed=args.per_seed,
+        smooth=args.smooth,
     )
     print(result.text)
 
@@ -319,6 +321,8 @@ def _main_parser() -> _Parser:
         "--group-by", default="auto",
         help="config fields that define a group (default auto: every field that differs but the seed)",
     )  # fmt: skip
+    p.add_argument("--per-seed", action="store_true", help="also draw each run's curve")
+    p.add_argument("--smooth", type=int, default=1, help="moving average over N logged points (plots only)")
     p = sub.add_parser("collect", help="record episodes as a video dataset (npz)")
     p.add_argument("--env", dest="env_id", required=True)
     p.add_argument("--episodes", type=int, required=True)

@@ -300,3 +300,26 @@ def test_runs_differing_in_a_hyperparameter_preset_or_budget_are_never_pooled(tm
         "CartPole-v1 ppo none 0.0003 classic 800": (1, 7.0),
     }
     assert rep.text.startswith("groups by: env_id, agent, intrinsic, learning_rate, preset, total_steps")
+
+
+def test_probability_of_improvement_and_smoothing_by_hand() -> None:
+    from rlkd.analysis.numerics import probability_of_improvement
+    from rlkd.analysis.output import _smoothed
+
+    assert probability_of_improvement(np.array([1.0, 2, 3]), np.array([0.0, 0.5, 0.7]))[0] == 1.0
+    assert probability_of_improvement(np.array([1.0, 2]), np.array([1.0, 2]))[0] == 0.5  # ties count half
+    # x = (3, 1) over y = (2, 2.5): pairs (3>2, 3>2.5, 1<2, 1<2.5) -> 2 of 4.
+    p, lo, hi = probability_of_improvement(np.array([3.0, 1.0]), np.array([2.0, 2.5]))
+    assert p == 0.5 and 0.0 <= lo <= p <= hi <= 1.0
+    assert np.isnan(probability_of_improvement(np.array([5.0]), np.array([1.0, 2.0]))[1])
+    np.testing.assert_allclose(_smoothed(np.array([1.0, 2, 3, 4]), 2), [1.0, 1.5, 2.5, 3.5])
+
+
+def test_report_writes_profiles_and_pairwise_improvement(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, (a, b) in enumerate([(1.0, 4.0), (2.0, 5.0)], start=1):
+        make_run(runs, f"a{seed}", ppo(seed), {"charts/episodic_return": [(100, 0.0), (200, a)]})
+        make_run(runs, f"b{seed}", ppo(seed, "rnd"), {"charts/episodic_return": [(100, 0.0), (200, b)]})
+    rep = report([str(runs)], metrics=["charts/episodic_return"], per_seed=True, smooth=2)
+    assert runs / "report" / "charts_episodic_return_profile.png" in rep.files
+    assert "P(none better than rnd) on final charts/episodic_return: 0.00" in rep.text

@@ -23,6 +23,11 @@ Statistics, stated once so that table, plots and CSV agree:
 * **Band**: 95% percentile-bootstrap interval of the mean over seeds (``scipy.stats.bootstrap``,
   2000 resamples, fixed seed), as rliable recommends for few seeds: it never leaves the range of
   the runs' values (a Student-t band at n = 2, t = 12.7, reached -50 on CartPole). One seed: no band.
+* **Comparisons** (rliable, on the runs' final values): a performance profile per metric (the
+  fraction of runs above each threshold, ``<tag>_profile.png``) and, for every pair of groups, the
+  probability of improvement P(X > Y) + P(X = Y)/2 with a 95% bootstrap interval.
+* **Options**: ``per_seed`` draws every run's curve too; ``smooth`` averages each run over that
+  many logged points in the plots (never in the table or CSV).
 * **Wall time** is *active* training time: time between a run's first and last logged points,
   minus the pauses between a resumed run's sessions (a new event file starting marks a session).
 """

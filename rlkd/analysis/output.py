@@ -160,6 +160,8 @@ def plot_curves(
     labels: dict[str, str],
     common: dict[str, str],
     points: int,
+    per_seed: bool = False,
+    smooth: int = 1,
 ) -> Path:
     """One figure: per group, the aligned mean curve and its 95% CI band (no band for one seed)."""
     import matplotlib
@@ -190,7 +192,8 @@ def plot_curves(
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150, layout="constrained")
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, ((row, curves), group_x) in enumerate(zip(per_group, xs, strict=True)):
-            pairs = [_strictly_increasing(x / scale, c.values) for x, c in zip(group_x, curves, strict=True)]
+            pairs = [_strictly_increasing(x / scale, _smoothed(c.values, smooth))
+                     for x, c in zip(group_x, curves, strict=True)]  # fmt: skip
             # Up to the group's longest run, never cut at its shortest: the band uses the runs that
             # reach each point, and a dotted line marks where the first run ends.
             lo, hi = max(float(x[0]) for x, _ in pairs), max(float(x[-1]) for x, _ in pairs)
@@ -201,6 +204,8 @@ def plot_curves(
             label = f"{labels[row.name]} (n={ns[-1]}" + (f", {ns[0]} at the end)" if len(ns) > 1 else ")")
             marker = "o" if len(grid) == 1 else None
             ax.plot(grid, band.mean, color=color, lw=1.8, label=label, marker=marker)
+            for x, y in pairs if per_seed else ():
+                ax.plot(x, y, color=color, lw=0.6, alpha=0.5)
             if len(curves) > 1:
                 ax.fill_between(grid, band.lower, band.upper, color=color, alpha=0.2, lw=0)
                 shortest = min(float(x[-1]) for x, _ in pairs)
@@ -220,11 +225,49 @@ def plot_curves(
             what = f"{', '.join(varying)}: " if varying else ""
             banded = any(len(cs) > 1 for _, cs in per_group)
             stat = "mean and 95% bootstrap CI over seeds" if banded else "one seed each: no confidence band"
+            stat += f", each run smoothed over {smooth} logs" if smooth > 1 else ""
             leg = ax.legend(loc="best", frameon=False, title=f"{what}{stat}")
             leg.get_title().set_fontsize(8.5)
         path = out / f"{_slug(tag)}_{axis}.png"
         fig.savefig(path)
         plt.close(fig)
+    return path
+
+
+def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over ``window`` logged points (the first points average fewer)."""
+    if window <= 1:
+        return values
+    sums = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    start = np.maximum(idx - window, 0)
+    return (sums[idx] - sums[start]) / (idx - start)
+
+
+def plot_profile(out: Path, tag: str, rows: list[GroupRow], labels: dict[str, str]) -> Path | None:
+    """Performance profile of the final values (rliable): per group, the fraction of runs whose
+    final value exceeds each threshold tau. None when no group has the tag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finals = {r.name: np.asarray(r.metrics[tag].finals) for r in rows if tag in r.metrics}
+    if not finals:
+        return None
+    taus = np.linspace(min(f.min() for f in finals.values()), max(f.max() for f in finals.values()), 200)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150, layout="constrained")
+    for name, f in finals.items():
+        ax.plot(taus, [(f > t).mean() for t in taus], lw=1.8, label=f"{labels[name]} (n={len(f)})")
+    ax.set_xlabel(f"final {tag.rsplit('/', 1)[-1].replace('_', ' ')} threshold tau")
+    ax.set_ylabel("fraction of runs above tau")
+    ax.set_title(f"performance profile: {tag}", loc="left")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3, lw=0.6)
+    ax.legend(frameon=False)
+    path = out / f"{_slug(tag)}_profile.png"
+    fig.savefig(path)
+    plt.close(fig)
     return path
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from rlkd.analysis.events import RunData, load_run
 from rlkd.analysis.grouping import (
     MISSING,
+    GroupRow,
     Report,
     auto_group_by,
     common_fields,
@@ -17,7 +20,8 @@ from rlkd.analysis.grouping import (
     legend_labels,
     resolve_metrics,
 )
-from rlkd.analysis.output import format_table, plot_curves, write_csv, write_summary
+from rlkd.analysis.numerics import lower_is_better, probability_of_improvement
+from rlkd.analysis.output import format_table, plot_curves, plot_profile, write_csv, write_summary
 from rlkd.errors import UserError
 from rlkd.paths import make_dir
 
@@ -28,6 +32,8 @@ def report(
     metrics: Sequence[str] | None = None,
     group_by: Sequence[str] | None = None,
     points: int = 200,
+    per_seed: bool = False,
+    smooth: int = 1,
 ) -> Report:
     """Summarise runs: terminal table, learning-curve PNGs and CSV files.
 
@@ -39,6 +45,8 @@ def report(
         group_by: Config fields whose values define a group; None: every field that differs
             between the runs except the seed and where they were written (:func:`auto_group_by`).
         points: Number of grid points of the aligned curves and CSV rows.
+        per_seed: Also draw each run's curve (thin lines).
+        smooth: Trailing moving average over this many logged points of each run, in plots only.
 
     Returns:
         The table rows, files written and the printable text (the caller prints ``.text``).
@@ -87,15 +95,33 @@ def report(
         per_group = [(row, cs) for row, cs in per_group if cs]
         files.append(write_csv(out, tag, per_group, points))
         for axis in ("steps", "walltime"):
-            png = plot_curves(out, tag, axis, per_group, labels, common, points)
+            png = plot_curves(out, tag, axis, per_group, labels, common, points, per_seed, smooth)
             files.append(png)
+        profile = plot_profile(out, tag, rows, labels)
+        if profile is not None:
+            files.append(profile)
     files.append(write_summary(out, rows, tags, group_by))
 
     text = f"groups by: {', '.join(group_by)} (runs differing in nothing else are pooled as seeds)\n"
     text += format_table(rows, tags)
+    text += "".join(f"\n{line}" for tag in tags for line in improvement_lines(rows, tag, labels))
     if notes:
         text += "\n" + "\n".join(f"note: {n}" for n in notes)
     text += f"\nwrote {len(files)} files to {out}"
     return Report(rows, tags, out, files, notes, text)
 
 
+
+
+def improvement_lines(rows: list[GroupRow], tag: str, labels: dict[str, str]) -> list[str]:
+    """rliable's probability of improvement on the final values, for every pair of groups."""
+    have = [r for r in rows if tag in r.metrics]
+    sign = -1.0 if lower_is_better(tag) else 1.0  # for a loss, improving is being lower
+    lines = []
+    for i, a in enumerate(have):
+        for b in have[i + 1 :]:
+            x, y = (sign * np.asarray(r.metrics[tag].finals) for r in (a, b))
+            p, lo, hi = probability_of_improvement(x, y)
+            ci = f" (95% CI {lo:.2f}-{hi:.2f})" if np.isfinite(lo) else " (one run in a group: no CI)"
+            lines.append(f"P({labels[a.name]} better than {labels[b.name]}) on final {tag}: {p:.2f}{ci}")
+    return lines
