@@ -34,12 +34,13 @@ from torch import Tensor, nn
 from rlkd import envs as rlkd_envs
 from rlkd import loop
 from rlkd.behaviour import Behaviour
-from rlkd.config import check_ranges
+from rlkd.config import check_ranges, to_dict
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.replay import Replay
 from rlkd.rssm import RSSM, State
 from rlkd.run import Run, load_state, seed_everything
+from rlkd.video import VideoRecorder
 from rlkd.wm_codecs import BetaVAEEncoder, preprocess
 from rlkd.world_model import (
     Distillation,
@@ -551,7 +552,10 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     except BaseException:
         envs.close()
         raise
-    loop.train(cfg, run, checkpoint, envs, algo, [ColourSwitch(cfg)] if cfg.color_switch else [])
+    callbacks: list[Any] = [ColourSwitch(cfg)] if cfg.color_switch else []
+    if cfg.capture_video:
+        callbacks.append(VideoRecorder(to_dict(cfg), env_kwargs_for(cfg), algo, cfg.capture_video))
+    loop.train(cfg, run, checkpoint, envs, algo, callbacks)
 
 
 class ColourSwitch:
@@ -677,6 +681,9 @@ class Dreamer:
     def at_boundary(self) -> bool:
         return True
 
+    def policy(self) -> Policy:
+        return Policy(self.agent, self.cfg.device, *self.bounds)
+
     def status(self) -> dict[str, float]:
         return {"world_model/eta": self.eta(), "charts/updates": self.updates}
 
@@ -725,7 +732,7 @@ class Policy:
     """Acts with a trained agent, keeping one RSSM latent per environment; returns env-scaled actions."""
 
     def __init__(self, agent: Agent, device: str, low: np.ndarray, high: np.ndarray) -> None:
-        self.agent, self.device, self.low, self.high = agent.eval(), device, low, high
+        self.agent, self.device, self.low, self.high = agent, device, low, high
         self.obs_shape = tuple(agent.wm.obs_shape)
         self.latent: State | None = None
         self.prev_action: Tensor | None = None
@@ -764,7 +771,7 @@ def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
     action_dim = int(state["action_dim"])
     low = state["action_low"].numpy() if "action_low" in state else -np.ones(action_dim, np.float32)
     high = state["action_high"].numpy() if "action_high" in state else np.ones(action_dim, np.float32)
-    return Policy(agent.to(device), device, low, high)
+    return Policy(agent.to(device).eval(), device, low, high)
 
 
 __all__ = [

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
 from rlkd import loop
-from rlkd.config import TrainConfig, check_ranges
+from rlkd.config import TrainConfig, check_ranges, to_dict
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
@@ -43,6 +43,7 @@ from rlkd.nets import Residual, channels_last, image_chw, is_image, layer_init, 
 from rlkd.returns import gae
 from rlkd.run import Run, load_state, seed_everything
 from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
+from rlkd.video import VideoRecorder
 
 
 @dataclasses.dataclass
@@ -415,7 +416,9 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
     except BaseException:
         envs.close()
         raise
-    loop.train(cfg, run, checkpoint, envs, algo)
+    every = cfg.capture_video
+    videos = [VideoRecorder(to_dict(cfg), cfg.env_kwargs, algo, every)] if every else []
+    loop.train(cfg, run, checkpoint, envs, algo, videos)
 
 
 class PPO:
@@ -523,6 +526,9 @@ class PPO:
 
     def media(self, step: int) -> dict[str, Tensor]:
         return {}
+
+    def policy(self) -> Policy:
+        return Policy(self.agent, self.prep, self.obs_space, self.action_space, self.device)
 
     # ---------------------------------------------------------------- returns and advantages
     @torch.no_grad()
@@ -696,7 +702,7 @@ class Policy:
         self, agent: Agent, prep: ObsPreprocessor, obs_space: gym.Space, action_space: gym.Space,
         device: torch.device,
     ) -> None:  # fmt: skip
-        self.agent, self.prep, self.device = agent.eval(), prep.eval(), device
+        self.agent, self.prep, self.device = agent, prep, device
         self.action_space = action_space
         self.obs_shape = tuple(obs_space.shape)
 
@@ -725,4 +731,4 @@ def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Po
         raise UserError(
             f"checkpoint of {run.path} does not match a PPO agent for {cfg.env_id}: {exc}"
         ) from None
-    return Policy(agent, prep, obs_space, action_space, dev)
+    return Policy(agent.eval(), prep.eval(), obs_space, action_space, dev)

@@ -64,6 +64,9 @@ class TrainConfig:
     """How many most recent step checkpoints to keep on disk."""
     log_interval: int = 2_048
     """Log scalars to TensorBoard at most every this many environment steps."""
+    capture_video: int = 0
+    """Record one episode (most likely actions, a separate env) every this many env steps to
+    <run>/videos/step_<N>.gif and TensorBoard's videos/episode; 0: never."""
     on_nonfinite: str = "stop"
     """A NaN/inf loss or gradient: stop (one error line, last good checkpoint kept) or skip (skip that
     optimizer step, counted as charts/skipped_updates). NaN/inf from the env always stops."""
@@ -75,7 +78,7 @@ class TrainConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
         positive = ("num_envs", "total_steps", "checkpoint_interval", "keep_checkpoints", "log_interval")
-        check_ranges(self, positive=positive, non_negative=("seed",))
+        check_ranges(self, positive=positive, non_negative=("seed", "capture_video"))
         if self.env_backend not in ("auto", "envpool", "gymnasium"):
             raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -140,7 +141,7 @@ def env_kwargs_of(config: dict[str, Any], agent: Any) -> dict[str, Any]:
     return dict(hook(SimpleNamespace(**config)))
 
 
-def _eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed: int, render: bool) -> Any:
+def eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed: int, render: bool) -> Any:
     """Rebuild the run's env; with ``render`` make it render ``rgb_array`` frames (or fail clearly)."""
     from rlkd.envs import gymnasium_ids, make_vec, registered_id, resolve_backend
 
@@ -148,6 +149,9 @@ def _eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, see
     backend = str(config.get("env_backend", "auto"))
     if not render:
         return make_vec(env_id, num_envs, seed, backend, **kwargs)
+    # pygame (classic control) renders off-screen; without this SDL looks for a display and prints
+    # "error: XDG_RUNTIME_DIR is invalid" on headless machines.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if resolve_backend(registered_id(env_id), backend) == "envpool":
         # envpool renders nothing on CPU; Gymnasium's env of the same id has the same spaces.
         if env_id not in gymnasium_ids():
@@ -230,10 +234,10 @@ def evaluate(
     num_envs = 1 if video is not None else min(episodes, MAX_EVAL_ENVS)
     seed = int(config.get("seed", 0)) + EVAL_SEED_OFFSET
     seed_everything(seed)  # the policy samples actions with torch's global generator
-    envs = _eval_env(config, env_kwargs_of(config, agent), num_envs, seed, render=video is not None)
+    envs = eval_env(config, env_kwargs_of(config, agent), num_envs, seed, render=video is not None)
     env_id = str(config["env_id"])
     try:
-        stats = _run_episodes(envs, policy, episodes, seed, deterministic, video is not None, env_id)
+        stats = run_episodes(envs, policy, episodes, seed, deterministic, video is not None, env_id)
     finally:
         envs.close()
     metrics = _metrics(stats)
@@ -294,7 +298,7 @@ def _metrics(stats: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _run_episodes(
+def run_episodes(
     envs: Any,
     policy: Any,
     episodes: int,

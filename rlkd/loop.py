@@ -76,6 +76,9 @@ class Algorithm(Protocol):
     def media(self, step: int) -> Mapping[str, Tensor]:
         """Image batches (N, C, H, W) in [0, 1] to log now under their tags; empty if none."""
 
+    def policy(self) -> Any:
+        """An acting object with the current weights (``act(obs, first, deterministic)``), for videos."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly, as checkpoint data (flat keys)."""
 
