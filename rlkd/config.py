@@ -67,6 +67,10 @@ class TrainConfig:
     capture_video: int = 0
     """Record one episode (most likely actions, a separate env) every this many env steps to
     <run>/videos/step_<N>.gif and TensorBoard's videos/episode; 0: never."""
+    track: bool = False
+    """Mirror the run to Weights & Biases (offline unless WANDB_MODE=online; needs rlkd[track])."""
+    wandb_project: str = "rlkd"
+    """W&B project of --track."""
     on_nonfinite: str = "stop"
     """A NaN/inf loss or gradient: stop (one error line, last good checkpoint kept) or skip (skip that
     optimizer step, counted as charts/skipped_updates). NaN/inf from the env always stops."""

@@ -264,6 +264,7 @@ class Run:
         self._lock: RunLock | None = None
         self._start_message = ""
         self._config_to_save: TrainConfig | None = None
+        self._tracker: Any = None
         self.listeners: list[Callable[[int, dict[str, float]], None]] = []
         """Called with (step, scalars) after each log, e.g. by ``rlkd tune`` to report and prune."""
 
@@ -324,6 +325,12 @@ class Run:
         if self._config_to_save is not None:
             save_yaml(self._config_to_save, self.path / "config.yaml", provenance())
             self._config_to_save = None
+        if self.config.get("track"):
+            from rlkd import tracking
+
+            project = str(self.config.get("wandb_project", "rlkd"))
+            self._tracker = tracking.start(self.path, self.config, project)
+            self.listeners.append(lambda step, scalars: self._tracker.log(scalars, step=step))
         if self.purge_step is None:  # a fresh run: its hyperparameters in TensorBoard's HParams view
             self.log_hparams()
         if self._start_message:
@@ -373,6 +380,9 @@ class Run:
             self._writer.flush()
             self._writer.close()
             self._writer = None
+        if self._tracker is not None:
+            self._tracker.finish()
+            self._tracker = None
 
     # ----------------------------------------------------------------- checkpoints
     def checkpoint_steps(self) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import version
 
 from tensorboard.backend.event_processing import plugin_event_accumulator
@@ -34,3 +35,21 @@ def test_hyperparameters_in_tensorboard_hparams_view(tmp_path):
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert "charts/episodic_return" in [m.name.tag for m in experiment.metric_infos]
     assert len(list(run_dir.glob("**/events.out.tfevents.*"))) == 1  # no sub-run folder per call
+
+
+def test_track_mirrors_every_logged_scalar_to_wandb_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline by default, no network needed
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--track", "--run-dir", str(run_dir)]) == 0
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data = log.read_bytes()
+    assert b"charts/episodic_return" in data and b"losses/value_loss" in data  # the loop's scalars
+    assert b"learning_rate" in data  # the config
+    assert not list((run_dir / "wandb").rglob("events.out.tfevents.*"))  # report reads each run once
+
+
+def test_track_without_wandb_is_one_error_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    assert main(["train", "--preset", "debug", "--track", "--run-dir", str(tmp_path / "r")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: --track needs Weights & Biases")
