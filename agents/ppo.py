@@ -387,6 +387,7 @@ def init_intrinsic_obs_stats(
     chunk: list[np.ndarray] = []
     for i in range(math.ceil(steps / envs.num_envs)):
         obs, *_ = envs.step(envs.action_space.sample())
+        check_finite("env during the intrinsic warm-up", 0, observation=obs)
         chunk.append(obs)
         if len(chunk) == 32 or i == math.ceil(steps / envs.num_envs) - 1:
             module.init_obs_stats(torch.as_tensor(np.concatenate(chunk), device=device))

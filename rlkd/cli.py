@@ -122,9 +122,9 @@ def _train_seeds(argv: list[str], seeds: list[int], jobs: int) -> None:
     import tempfile
     import time
 
-    if any(a == "--run-dir" or a.startswith("--run-dir=") for a in argv):
-        raise UserError("several seeds make several run folders: drop --run-dir (use --runs-root)")
-    _resolve_train([*argv, "--seed", str(seeds[0])])  # bad options fail once, before any run starts
+    _, cfg = _resolve_train([*argv, "--seed", str(seeds[0])])  # bad options fail once, before any run starts
+    if cfg.run_dir:  # from --run-dir, a --config file or a preset
+        raise UserError("several seeds make several run folders: drop run_dir (use --runs-root)")
     pending, running, failed = list(seeds), [], []
     while pending or running:
         while pending and len(running) < jobs:
@@ -167,6 +167,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
     run = Run.open(args.run_dir)
     run.lock("rlkd resume")
     try:
+        run.config = Run.open(run.path).config  # as it is now that no other writer can change it
         module = agent_module(str(run.config.get("agent", "ppo")))
         cfg = from_dict(module.CONFIG, run.config, str(run.path / "config.yaml"))
         # A run stopped before its first checkpoint starts again from step 0 in its own folder.

@@ -23,6 +23,7 @@ import numpy as np
 from torch import Tensor
 
 from rlkd.config import TrainConfig
+from rlkd.envs.wrappers import final_observations
 from rlkd.guard import UpdateGuard, check_finite
 from rlkd.run import Progress, Run, rng_state, set_rng_state
 
@@ -193,9 +194,9 @@ def _train(
     obs, _ = envs.reset(seed=cfg.seed + step)
     envs.action_space.seed(cfg.seed + step)
     check_finite(f"env {cfg.env_id}", step, observation=obs)
-    run.start()
     progress = Progress(cfg.total_steps, step, algo.label)
     obs = algo.start(envs, obs, step, checkpoint is not None, progress.note)
+    run.start()  # after the warm-ups: a start that fails in them leaves no folder
 
     episodes, scalars = EpisodeStats(), Scalars()
     last_log, last_ckpt = step, step
@@ -205,6 +206,8 @@ def _train(
         next_obs, reward, term, trunc, info = envs.step(action)
         step += envs.num_envs
         check_finite(f"env {cfg.env_id}", step, observation=next_obs, reward=reward)
+        if "_final_obs" in info:  # the last observation of ended episodes (bootstraps, replay)
+            check_finite(f"env {cfg.env_id}", step, final_observation=final_observations(info, next_obs))
         episodes.record(info)
         algo.observe(Transition(obs, action, reward, term, trunc, info, next_obs), step)
         obs = next_obs

@@ -57,6 +57,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
     """Train the action-free teacher; resumes exactly from ``checkpoint`` when given."""
+    try:
+        _pretrain(cfg, run, checkpoint)
+    finally:
+        run.close()  # flushes the scalars written so far, whatever stopped it
+
+
+def _pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
     manifest = read_manifest(Path(cfg.data))
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -112,7 +119,6 @@ def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
             }  # fmt: skip
             run.save_checkpoint(update, state, keep=cfg.keep_checkpoints)
     progress.close()
-    run.close()
 
 
 def finalize(cfg: PretrainConfig) -> PretrainConfig:

@@ -59,7 +59,9 @@ def provenance() -> str:
     try:
         commit = git("rev-parse", "--short", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
-        if commit.returncode == 0:
+        top = git("rev-parse", "--show-toplevel").stdout.strip()
+        # Only rlkd's own checkout: an rlkd installed inside a user's repository is not that repository.
+        if commit.returncode == 0 and top and Path(top).resolve() == Path(source).parent.resolve():
             text += f", commit {commit.stdout.strip()}" + (" + local changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         pass  # no git here: version only

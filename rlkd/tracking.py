@@ -11,7 +11,9 @@ grow). ``WANDB_MODE=online`` (with ``wandb login``) streams instead. wandb is an
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 from rlkd.errors import UserError
@@ -23,7 +25,9 @@ def start(path: Any, config: dict[str, Any], project: str) -> Any:
         import wandb
     except ImportError:
         raise UserError("--track needs Weights & Biases: pip install 'rlkd[track]' (or wandb)") from None
+    # One W&B run per run folder: the name alone repeats (trial-0 of every study, --run-dir r).
+    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:10]
     return wandb.init(
-        project=project, name=path.name, id=path.name.replace("/", "-")[-64:], resume="allow", config=config,
+        project=project, name=path.name, id=f"{path.name[-50:]}-{digest}", resume="allow", config=config,
         dir=str(path), mode=os.environ.get("WANDB_MODE", "offline"),
     )  # fmt: skip

@@ -16,6 +16,8 @@ trials that fall behind. The best trial's full config is written as YAML that ``
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,9 @@ def tune(
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True, direction="maximize", pruner=pruner
     )
-    folder = Path(base.runs_root) / f"tune-{study_name}"
+    # Trial numbers are unique within a stored study; an in-memory one restarts at 0 each time.
+    stamp = "" if storage else f"-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder = Path(base.runs_root) / f"tune-{study_name}{stamp}"
 
     def objective(trial: optuna.Trial) -> float:
         suggested = {**SPACES[base.agent](trial), "run_dir": str(folder / f"trial-{trial.number}")}
@@ -96,12 +100,14 @@ def tune(
             raise UserError(f"trial {trial.number} logged no {metric}; choose --metric or train longer")
         return float(sum(values[-average:]) / len(values[-average:]))
 
-    study.optimize(objective, n_trials=trials, catch=())
+    # A trial that fails (diverges, logs no metric) is marked failed; the search goes on.
+    study.optimize(objective, n_trials=trials, catch=(UserError,))
     states = [t.state for t in study.trials]
     if optuna.trial.TrialState.COMPLETE not in states:
-        pruned = states.count(optuna.trial.TrialState.PRUNED)
-        raise UserError(f"no trial of study {study_name!r} has completed ({pruned} of {len(states)} pruned); "
-                        "run more trials")  # fmt: skip
+        state = optuna.trial.TrialState
+        pruned, failed = states.count(state.PRUNED), states.count(state.FAIL)
+        raise UserError(f"no trial of study {study_name!r} has completed ({pruned} pruned, {failed} failed "
+                        f"of {len(states)}); see the trials' run folders")  # fmt: skip
     best = study.best_trial
     cfg = apply_overrides(base, {**best.params, "run_dir": ""}, "best trial")
     path = out or folder / "best.yaml"

@@ -142,7 +142,10 @@ def test_several_seeds_make_one_run_folder_each(tmp_path, capsys):
     err = capsys.readouterr().err
     assert all(f"seed {s}: done: " in err for s in (1, 2, 5))
     err = error_line(capsys, ["train", "--seed", "1,2", "--run-dir", str(tmp_path / "x")])
-    assert "drop --run-dir" in err
+    assert "drop run_dir" in err
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'y'}\n")  # a run_dir from a config file is caught too
+    assert "drop run_dir" in error_line(capsys, ["train", "--seed", "1,2", "--config", str(config)])
     assert "got '3-1'" in error_line(capsys, ["train", "--seed", "3-1"])
     assert "names a seed twice" in error_line(capsys, ["train", "--seed", "1,1"])
     assert "--jobs runs several seeds" in error_line(capsys, ["train", "--jobs", "2"])

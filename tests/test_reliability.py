@@ -154,6 +154,12 @@ def test_nonfinite_env_data_stops_and_keeps_the_good_checkpoint(capsys, tmp_path
     assert nonfinite_paths(run.load_checkpoint()["state"]) == []
 
 
+def test_a_nonfinite_last_observation_of_an_episode_is_caught_too(capsys, tmp_path):
+    argv = ["train", "--preset", "debug", "--env", FAULTY, "--run-dir", str(tmp_path / "r"),
+            "--env-kwargs", "{fault: nan_final, fault_step: 100}"]  # fmt: skip
+    assert "gave a non-finite final_observation (nan) in env 0 at step 400" in error_line(capsys, argv)
+
+
 def test_nonfinite_env_data_stops_a_dreamer_too(capsys, tmp_path):
     kwargs = "{fault: inf_reward, fault_step: 120, continuous: true}"
     argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", FAULTY, "--run-dir",

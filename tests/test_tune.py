@@ -35,10 +35,21 @@ def test_trials_that_fall_behind_are_pruned_early(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     everything = optuna.pruners.ThresholdPruner(lower=1e9, n_warmup_steps=0)  # no trial is good enough
     storage = f"sqlite:///{tmp_path}/p.db"
-    with pytest.raises(UserError, match=r"no trial of study 'p' has completed \(1 of 1 pruned\)"):
+    with pytest.raises(UserError, match=r"no trial of study 'p' has completed \(1 pruned, 0 failed of 1\)"):
         tune(["--preset", "debug", "--total-steps", "2048"], 1, storage, "p", "charts/episodic_return", 1,
              None, pruner=everything)  # fmt: skip
     (trial,) = optuna.load_study(study_name="p", storage=storage).trials
     assert trial.state == optuna.trial.TrialState.PRUNED
     steps = [s for s, _ in read_scalars(tmp_path / "runs" / "tune-p" / "trial-0")["charts/episodic_return"]]
     assert steps[-1] < 2048  # stopped at its first report, not at the end of its budget
+
+
+def test_in_memory_studies_run_again_and_failed_trials_do_not_stop_the_search(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = (1, None, "m", "charts/episodic_return", 1, None)
+    for _ in range(2):  # trial numbers restart at 0 without a storage: each study gets its own folder
+        tune(["--preset", "debug", "--total-steps", "512"], *args)
+    assert len(list((tmp_path / "runs").glob("tune-m-*/trial-0"))) == 2
+    # Every trial fails (no run logs this metric): each is marked failed, then one error line.
+    with pytest.raises(UserError, match=r"\(0 pruned, 2 failed of 2\)"):
+        tune(["--preset", "debug", "--total-steps", "512"], 2, None, "f", "charts/no_such_tag", 1, None)

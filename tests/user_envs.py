@@ -60,7 +60,8 @@ if "Endless-v0" not in gym.registry:
 class Faulty(gym.Env):
     """A continuing 1-d env that misbehaves at ``fault_step``: ``fault`` is ``nan_obs``,
     ``inf_reward`` or ``huge_reward`` (a finite 3e38, whose square overflows a float32 value loss),
-    or, from its first observation on, ``nan_reset``."""
+    or, from its first observation on, ``nan_reset``, or ``nan_final`` (an episode that ends on a NaN
+    observation: the vector env returns the next episode's finite first one)."""
 
     def __init__(self, fault: str = "nan_obs", fault_step: int = 20, continuous: bool = False) -> None:
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -76,6 +77,9 @@ class Faulty(gym.Env):
         self.t += 1
         obs, reward = np.full(1, 0.5 * float(np.asarray(action).reshape(-1)[0] > 0), np.float32), 0.0
         if self.t == self.fault_step:
+            if self.fault == "nan_final":
+                obs[0] = np.nan
+                return obs, reward, True, False, {}
             if self.fault == "nan_obs":
                 obs[0] = np.nan
             elif self.fault == "inf_reward":

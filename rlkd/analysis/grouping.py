@@ -21,7 +21,8 @@ DEFAULT_METRICS: tuple[str, ...] = ("charts/episodic_return", "charts/success_ra
 DEFAULT_GROUP_BY: tuple[str, ...] = ("env_id", "agent", "intrinsic")
 """Fields that name a group even when every run shares them (shown in titles)."""
 RUN_FIELDS = frozenset({"seed", "run_dir", "runs_root", "device", "torch_threads", "checkpoint_interval",
-                        "keep_checkpoints", "log_interval", "on_nonfinite"})  # fmt: skip
+                        "keep_checkpoints", "log_interval", "on_nonfinite", "capture_video", "track",
+                        "wandb_project"})  # fmt: skip
 """Config fields that say where and how a run was written, not what was trained: never a group."""
 
 
