@@ -30,8 +30,9 @@ What :func:`evaluate` does, stated once so that the CLI help, the JSON and Tenso
 * **Video.** ``video=FILE.gif`` records the first episode. With same-step autoreset the env has
   already started the next episode when the last step returns, so the GIF holds one frame per
   step: frame ``t`` is the state the policy acted on at step ``t`` (``episode length`` frames).
-  envpool cannot render on CPU: for an envpool run the Gymnasium env of the same id is used when
-  Gymnasium knows it.
+  envpool cannot render on CPU: an envpool Atari run plays in Gymnasium's ALE env preprocessed as
+  envpool does (:mod:`rlkd.envs.atari`), another envpool run in the Gymnasium env of the same id
+  when Gymnasium knows it.
 * **``--checkpoint best``.** Among the checkpoints still on disk, the one whose training curve was
   best when it was saved: for each checkpoint step, the most recent logged value at or before
   that step of ``charts/success_rate`` (if the run logged it) and ``charts/episodic_return``;
@@ -143,7 +144,8 @@ def env_kwargs_of(config: dict[str, Any], agent: Any) -> dict[str, Any]:
 
 def eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed: int, render: bool) -> Any:
     """Rebuild the run's env; with ``render`` make it render ``rgb_array`` frames (or fail clearly)."""
-    from rlkd.envs import gymnasium_ids, make_vec, registered_id, resolve_backend
+    from rlkd.envs import EpisodeStatistics, gymnasium_ids, make_vec, registered_id, resolve_backend
+    from rlkd.envs.atari import ale_id, ale_vector_env
 
     env_id = str(config["env_id"])
     backend = str(config.get("env_backend", "auto"))
@@ -153,7 +155,10 @@ def eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed
     # "error: XDG_RUNTIME_DIR is invalid" on headless machines.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if resolve_backend(registered_id(env_id), backend) == "envpool":
-        # envpool renders nothing on CPU; Gymnasium's env of the same id has the same spaces.
+        # envpool renders nothing on CPU: Atari plays in Gymnasium's ALE env preprocessed as envpool
+        # does; other tasks in Gymnasium's env of the same id, which has the same spaces.
+        if ale_id(env_id) is not None:
+            return EpisodeStatistics(ale_vector_env(env_id, num_envs, "rgb_array", **kwargs))
         if env_id not in gymnasium_ids():
             raise UserError(
                 f"cannot record a video of {env_id!r}: envpool envs do not render here and Gymnasium "

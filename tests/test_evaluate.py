@@ -217,3 +217,14 @@ def test_cli_prints_key_value_lines(cartpole_run: Path, capsys: pytest.CaptureFi
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert lines["episodes"] == "2" and lines["deterministic"] == "true"
     assert float(lines["mean_return"]) > 0
+
+
+def test_video_of_an_envpool_atari_run_plays_in_gymnasiums_ale(tmp_path: Path) -> None:
+    run_dir = tmp_path / "pong"
+    argv = ["train", "--preset", "atari", "--env", "Pong-v5", "--total-steps", "128", "--num-envs", "2",
+            "--num-steps", "64", "--int-init-steps", "128", "--run-dir", str(run_dir)]  # fmt: skip
+    assert main(argv) == 0
+    result = evaluate(run_dir, episodes=1, video=tmp_path / "pong.gif")
+    with Image.open(result["video"]) as im:
+        assert im.size == (160, 210) and 1 < im.n_frames <= int(result["mean_length"])
+    assert -21 <= float(result["mean_return"]) <= 21  # Pong's unclipped score range
