@@ -1,4 +1,4 @@
-"""Small media helpers shared by every env: animated GIFs from RGB frames (pillow only)."""
+"""Small media helpers shared by every env: animated GIFs from RGB frames (imageio)."""
 
 from __future__ import annotations
 
@@ -35,28 +35,22 @@ def write_gif(frames: Sequence[np.ndarray] | np.ndarray, path: str | Path, fps: 
     if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))):
         raise ValueError(f"frames must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {shape}")
 
-    # Import here: pillow is a declared dependency, but most of rlkd never writes media.
-    from PIL import Image
+    # imageio (pillow's GIF writer underneath): imported here, most of rlkd never writes media.
+    import imageio.v3 as iio
 
-    def to_image(f: np.ndarray) -> Image.Image:
+    def to_rgb(f: np.ndarray) -> np.ndarray:
         if f.dtype != np.uint8:
             # Floats are taken as [0, 1] images, integers as [0, 255].
             f = f * 255.0 if np.issubdtype(f.dtype, np.floating) else f
             f = np.clip(np.rint(f), 0, 255).astype(np.uint8)
         if f.ndim == 3 and f.shape[2] == 1:
             f = f[:, :, 0]
-        return Image.fromarray(f).convert("RGB")
+        if f.ndim == 2:
+            return np.repeat(f[:, :, None], 3, axis=2)
+        return f[:, :, :3]
 
-    images = [to_image(f) for f in arrays]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        out,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=max(round(1000.0 / fps), 1),
-        loop=0,
-        disposal=1,
-    )
+    frames_rgb = np.stack([to_rgb(f) for f in arrays])
+    iio.imwrite(out, frames_rgb, extension=".gif", duration=max(round(1000.0 / fps), 1), loop=0)
     return out
