@@ -313,6 +313,11 @@ def test_probability_of_improvement_and_smoothing_by_hand() -> None:
     assert p == 0.5 and 0.0 <= lo <= p <= hi <= 1.0
     assert np.isnan(probability_of_improvement(np.array([5.0]), np.array([1.0, 2.0]))[1])
     np.testing.assert_allclose(_smoothed(np.array([1.0, 2, 3, 4]), 2), [1.0, 1.5, 2.5, 3.5])
+    from rlkd.analysis.numerics import iqm_interval
+
+    # IQM of 8 runs drops 2 at each end: mean(3, 4, 5, 6); the outlier 100 does not move it.
+    iqm, lo, hi = iqm_interval(np.array([1.0, 2, 3, 4, 100, 5, 6, 7]))
+    assert iqm == 4.5 and lo <= iqm <= hi
 
 
 def test_report_writes_profiles_and_pairwise_improvement(tmp_path: Path) -> None:
@@ -323,3 +328,4 @@ def test_report_writes_profiles_and_pairwise_improvement(tmp_path: Path) -> None
     rep = report([str(runs)], metrics=["charts/episodic_return"], per_seed=True, smooth=2)
     assert runs / "report" / "charts_episodic_return_profile.png" in rep.files
     assert "P(none better than rnd) on final charts/episodic_return: 0.00" in rep.text
+    assert "episodic_return IQM (95% CI)" in rep.text

@@ -115,3 +115,15 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, seed: int = 0) -> t
     res = stats.bootstrap((x, y), poi, vectorized=True, n_resamples=2000, method="percentile",
                           rng=np.random.default_rng(seed))  # fmt: skip
     return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def iqm_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Interquartile mean (rliable: ``scipy.stats.trim_mean(x, 0.25)``) of the runs' values, with a
+    95% percentile-bootstrap interval; the interval is NaN for a single run."""
+    x = np.asarray(values, np.float64)
+    estimate = float(stats.trim_mean(x, 0.25))
+    if len(x) < 2:
+        return estimate, math.nan, math.nan
+    res = stats.bootstrap((x,), lambda a, axis=-1: stats.trim_mean(a, 0.25, axis=axis), vectorized=True,
+                          n_resamples=2000, method="percentile", rng=np.random.default_rng(seed))  # fmt: skip
+    return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)

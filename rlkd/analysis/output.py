@@ -12,7 +12,7 @@ import numpy as np
 
 from rlkd.analysis.events import Curve
 from rlkd.analysis.grouping import MISSING, GroupRow
-from rlkd.analysis.numerics import bootstrap_band, resample
+from rlkd.analysis.numerics import bootstrap_band, iqm_interval, resample
 
 
 # ===================================================================== text table
@@ -45,7 +45,7 @@ def format_table(rows: list[GroupRow], tags: list[str]) -> str:
     header = ["group", "seeds", "steps", "wall", "SPS"]
     for t in shown:
         short = t.removeprefix("charts/")
-        header += [f"{short} final", f"{short} best"]
+        header += [f"{short} final", f"{short} IQM (95% CI)", f"{short} best"]
     lines = [header]
     for r in rows:
         steps = human_steps(r.steps_min) + (
@@ -55,12 +55,14 @@ def format_table(rows: list[GroupRow], tags: list[str]) -> str:
         for t in shown:
             m = r.metrics.get(t)
             if m is None:
-                cells += [MISSING, MISSING]
+                cells += [MISSING, MISSING, MISSING]
                 continue
             final = _num(m.final_mean) + ("" if math.isnan(m.final_std) else f" ± {m.final_std:.3g}")
             if m.n < r.seeds:
                 final += f" (n={m.n})"
-            cells += [final, _num(m.best_mean)]
+            iqm, lo, hi = iqm_interval(np.asarray(m.finals))
+            interval = "" if math.isnan(lo) else f" ({_num(lo)}, {_num(hi)})"
+            cells += [final, _num(iqm) + interval, _num(m.best_mean)]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = [
@@ -71,8 +73,9 @@ def format_table(rows: list[GroupRow], tags: list[str]) -> str:
     ]
     text.insert(1, "  ".join("-" * w for w in widths))
     text.append(
-        "final: mean ± std (ddof=1) over seeds of each run's last logged value (no smoothing); "
-        "best: mean over seeds of each run's max (min for losses); wall: active training time"
+        "final: mean ± std (ddof=1) over seeds of each run's last logged value (no smoothing); IQM: "
+        "interquartile mean of those with a 95% bootstrap interval (rliable); best: mean over seeds of "
+        "each run's max (min for losses); wall: active training time"
     )
     return "\n".join(text)
 
