@@ -161,13 +161,13 @@ def cmd_resume(args: argparse.Namespace) -> None:
     import dataclasses
 
     from rlkd.agents import agent_module
-    from rlkd.config import from_dict, to_dict
+    from rlkd.config import from_dict, read_yaml, to_dict
     from rlkd.run import Run, keep_freed_memory
 
     run = Run.open(args.run_dir)
     run.lock("rlkd resume")
     try:
-        run.config = Run.open(run.path).config  # as it is now that no other writer can change it
+        run.config = read_yaml(run.path / "config.yaml")  # as it is now that no other writer can change it
         module = agent_module(str(run.config.get("agent", "ppo")))
         cfg = from_dict(module.CONFIG, run.config, str(run.path / "config.yaml"))
         # A run stopped before its first checkpoint starts again from step 0 in its own folder.
