@@ -27,15 +27,19 @@ class AgentModule(Protocol):
     """Its config dataclass."""
     PRESETS: Mapping[str, Mapping[str, Any]]
     """Preset name -> field overrides."""
+    DISTRIBUTED: bool
+    """Whether it trains data-parallel over ranks (``--nproc``, torchrun); see :mod:`rlkd.distributed`."""
 
     def label(self, cfg: Any) -> str:
         """Run-folder label (ppo, ppo-rnd, dreamer, diswm, ...)."""
 
     def train(self, cfg: Any, run: Any, checkpoint: dict[str, Any] | None) -> None:
-        """Train into ``run`` (a locked :class:`rlkd.run.Run`), resuming from ``checkpoint`` if given."""
+        """Train into ``run`` (a locked :class:`rlkd.run.Run`; None on ranks other than 0 of a
+        distributed job), resuming from ``checkpoint`` if given."""
 
     def load_policy(self, run: Any, checkpoint: dict[str, Any], device: str) -> Policy:
         """The policy a checkpoint of ``run`` holds."""
+
 
 # agent name -> module; diswm is the Dreamer loop with the teacher-distillation switch on.
 AGENTS = {

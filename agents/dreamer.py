@@ -181,6 +181,7 @@ class DreamerConfig(WorldModelConfig):
 
 
 CONFIG = DreamerConfig
+DISTRIBUTED = False
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tiny: a few hundred env steps in well under 30 s on CPU.

@@ -34,11 +34,11 @@ from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from rlkd import loop
+from rlkd import distributed, loop
 from rlkd.config import TrainConfig, check_ranges, to_dict
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
-from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic
+from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic, rnd_update_proportion
 from rlkd.nets import Residual, channels_last, image_chw, is_image, layer_init, mlp, nature_cnn
 from rlkd.returns import gae
 from rlkd.run import Run, load_state, seed_everything
@@ -142,6 +142,7 @@ class PPOConfig(TrainConfig):
 
 
 CONFIG = PPOConfig
+DISTRIBUTED = True
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tiny and fast: what the tests run.
@@ -396,17 +397,18 @@ def init_intrinsic_obs_stats(
 
 
 # ------------------------------------------------------------------------------------------ training
-def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) -> None:
+def train(cfg: PPOConfig, run: Run | None, checkpoint: dict[str, Any] | None = None) -> None:
     """Train PPO on ``cfg.env_id`` with the shared loop, logging to and checkpointing into ``run``.
 
     Args:
         cfg: Resolved config.
-        run: Run folder to write.
+        run: Run folder to write (None on ranks other than 0 of a distributed job).
         checkpoint: Payload of ``run.load_checkpoint()`` to resume from, or None for a fresh run.
     """
     seed_everything(cfg.seed)
     step = int(checkpoint["step"]) if checkpoint else 0
-    envs = make_vec(cfg.env_id, cfg.num_envs, cfg.seed + step, cfg.env_backend, **cfg.env_kwargs)
+    world = distributed.world()
+    envs = make_vec(cfg.env_id, cfg.num_envs, loop.env_seed(cfg, step), cfg.env_backend, **cfg.env_kwargs)
     try:
         obs_space, action_space = envs.single_observation_space, envs.single_action_space
         check_spaces(obs_space, action_space, cfg.env_id)
@@ -414,11 +416,13 @@ def train(cfg: PPOConfig, run: Run, checkpoint: dict[str, Any] | None = None) ->
             # Measured on 2 cores: tiny MLP updates run ~2x faster on one thread than on two.
             torch.set_num_threads(cfg.torch_threads or 1)
         algo = PPO(cfg, obs_space, action_space)
+        if world.rank:  # every rank starts from rank 0's weights, then samples its own actions
+            seed_everything(cfg.seed + 1000 * world.rank)
     except BaseException:
         envs.close()
         raise
     every = cfg.capture_video
-    videos = [VideoRecorder(to_dict(cfg), cfg.env_kwargs, algo, every)] if every else []
+    videos = [VideoRecorder(to_dict(cfg), cfg.env_kwargs, algo, every)] if every and world.main else []
     loop.train(cfg, run, checkpoint, envs, algo, videos)
 
 
@@ -434,10 +438,13 @@ class PPO:
     def __init__(self, cfg: PPOConfig, obs_space: gym.spaces.Box, action_space: gym.Space) -> None:
         self.cfg, self.obs_space, self.action_space = cfg, obs_space, action_space
         self.label = f"{label(cfg)} {cfg.env_id}"
-        self.device = device = torch.device(cfg.device)
+        self.device = device = distributed.device(cfg.device)
+        self.world = distributed.world()
+        # The RND rule counts the whole job's envs: the predictor's update rate stays that of one process.
+        proportion = cfg.int_update_proportion or rnd_update_proportion(cfg.num_envs * self.world.size)
         self.intrinsic = make_intrinsic(
             cfg.intrinsic, obs_space, cfg.num_envs, gamma_int=cfg.gamma_int,
-            update_proportion=cfg.int_update_proportion, output_dim=cfg.int_output_dim,
+            update_proportion=proportion, output_dim=cfg.int_output_dim,
             rdd_sigma=cfg.rdd_sigma, device=device,
         )  # fmt: skip
         int_head = self.intrinsic is not None
@@ -451,8 +458,13 @@ class PPO:
         # fused: one kernel for all parameters; ~6x faster than the per-tensor loop on CPU (measured).
         params = self.agent_params + self.predictor_params
         self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5, fused=True)
+        for module in (self.agent, self.intrinsic, self.prep):
+            if module is not None:
+                distributed.broadcast_module_(module)
+        # Minibatch permutations: one stream, the same on every rank (see learn).
+        self.batch_rng = torch.Generator().manual_seed(cfg.seed)
         T, N = cfg.num_steps, cfg.num_envs
-        self.num_iterations = math.ceil(cfg.total_steps / (T * N))
+        self.num_iterations = math.ceil(cfg.total_steps / (T * N * self.world.size))
         self.iteration = 0
         self.clip = cfg.clip_coef
         # Rollout storage, (T, N, ...); self.t is the next row to fill.
@@ -476,7 +488,8 @@ class PPO:
         if self.intrinsic is not None and not resumed and self.cfg.int_init_steps:
             note(f"warm-up: {self.cfg.int_init_steps} random-agent steps for the {self.cfg.intrinsic} "
                  "observation statistics (RND paper, section 2.4)")  # fmt: skip
-            obs = init_intrinsic_obs_stats(envs, self.intrinsic, self.cfg.int_init_steps, obs, self.device)
+            steps = math.ceil(self.cfg.int_init_steps / self.world.size)  # the job's total, shared out
+            obs = init_intrinsic_obs_stats(envs, self.intrinsic, steps, obs, self.device)
         return obs
 
     def act(self, obs: np.ndarray, step: int) -> np.ndarray:
@@ -586,57 +599,96 @@ class PPO:
     def learn(
         self, advantages: Tensor, ret_ext: Tensor, ret_int: Tensor, guard: UpdateGuard
     ) -> dict[str, float]:
-        """The PPO epochs over minibatches of the flattened (T*N) rollout."""
-        cfg, batch_size = self.cfg, self.rewards.numel()
+        """The PPO epochs over minibatches of the flattened rollout of the whole job.
+
+        Every rank draws the same permutation of the job's ``T*N*W`` samples (``W`` ranks) and
+        takes its own rows of each minibatch; each mean of the loss is this rank's sum divided by the
+        minibatch size, and the advantage statistics and gradients are summed over ranks. So the
+        update is the one a single process with all ``N*W`` envs would make (tested to 1e-6).
+        """
+        cfg, world = self.cfg, self.world
+        local_size = self.rewards.numel()
+        batch_size = local_size * world.size
         minibatch_size = batch_size // cfg.num_minibatches
-        b_obs = self.obs_buf.reshape(batch_size, *self.obs_space.shape)
-        b_next = self.next_obs_buf.reshape(batch_size, *self.obs_space.shape) if self.intrinsic else None
-        b_actions = self.actions.reshape(batch_size, *self.action_space.shape)
+        b_obs = self.obs_buf.reshape(local_size, *self.obs_space.shape)
+        b_next = self.next_obs_buf.reshape(local_size, *self.obs_space.shape) if self.intrinsic else None
+        b_actions = self.actions.reshape(local_size, *self.action_space.shape)
         b_logprobs, b_adv = self.logprobs.reshape(-1), advantages.reshape(-1)
         b_ret_ext, b_ret_int = ret_ext.reshape(-1), ret_int.reshape(-1)
         b_v_ext, b_v_int = self.v_ext.reshape(-1), self.v_int.reshape(-1)
         clipfracs: list[float] = []
         stats: dict[str, float] = {}
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(batch_size, device=self.device)
+            perm = torch.randperm(batch_size, generator=self.batch_rng).to(self.device)
             for start in range(0, batch_size, minibatch_size):
-                mb = perm[start : start + minibatch_size]
+                mb = self.local_rows(perm[start : start + minibatch_size])
                 _, newlogp, entropy, new_ext, new_int = self.agent.act(b_obs[mb], b_actions[mb])
                 logratio = newlogp - b_logprobs[mb]
                 ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > self.clip).float().mean().item())
                 mb_adv = b_adv[mb]
                 if cfg.norm_adv:
-                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(
-                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
-                ).mean()
+                    mb_adv = normalize(mb_adv, minibatch_size)
+                pg_loss = (
+                    torch.max(
+                        -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
+                    ).sum()
+                    / minibatch_size
+                )
                 v_clip = self.clip if cfg.clip_vloss else None
-                v_loss = value_loss(new_ext, b_ret_ext[mb], b_v_ext[mb], v_clip)
+                v_err = value_loss(new_ext, b_ret_ext[mb], b_v_ext[mb], v_clip)
                 if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
-                    v_loss = v_loss + value_loss(new_int, b_ret_int[mb], b_v_int[mb], None)
-                entropy_loss = entropy.mean()
+                    v_err = v_err + value_loss(new_int, b_ret_int[mb], b_v_int[mb], None)
+                v_loss = v_err.sum() / minibatch_size
+                entropy_loss = entropy.sum() / minibatch_size
                 terms = {"policy": pg_loss, "value": v_loss, "entropy": entropy_loss}
                 loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
                 if self.intrinsic is not None:
                     terms["predictor"] = predictor = self.intrinsic.loss(b_next[mb])["predictor"]
                     loss = loss + predictor
-                    stats["intrinsic/predictor_loss"] = predictor.item()
+                with torch.no_grad():
+                    terms["approx_kl"] = ((ratio - 1) - logratio).sum() / minibatch_size
+                    terms["clipfrac"] = ((ratio - 1.0).abs() > self.clip).float().sum() / minibatch_size
                 self.optimizer.zero_grad()
                 loss.backward()
+                terms = self.all_reduce(terms)
+                clipfracs.append(float(terms.pop("clipfrac")))
+                approx_kl = terms.pop("approx_kl")
+                if "predictor" in terms:
+                    stats["intrinsic/predictor_loss"] = float(terms["predictor"])
                 self.step_optimizer(terms, guard)
             if cfg.target_kl and approx_kl > cfg.target_kl:
                 break
         return {
-            "losses/policy_loss": pg_loss.item(),
-            "losses/value_loss": v_loss.item(),
-            "losses/entropy": entropy_loss.item(),
-            "losses/approx_kl": approx_kl.item(),
+            "losses/policy_loss": float(terms["policy"]),
+            "losses/value_loss": float(terms["value"]),
+            "losses/entropy": float(terms["entropy"]),
+            "losses/approx_kl": float(approx_kl),
             "losses/clipfrac": float(np.mean(clipfracs)),
             **stats,
         }
+
+    def local_rows(self, rows: Tensor) -> Tensor:
+        """This rank's rows of the job's flattened batch: job row ``t*N*W + e`` (env ``e`` of the job)
+        is row ``t*N + e - r*N`` of rank ``r = e // N``. With one process: ``rows`` itself."""
+        if self.world.size == 1:
+            return rows
+        n = self.cfg.num_envs
+        t, env = rows // (n * self.world.size), rows % (n * self.world.size)
+        mine = env // n == self.world.rank
+        return t[mine] * n + env[mine] % n
+
+    def all_reduce(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Sum the gradients and the loss terms (each rank's share of the minibatch means) over the
+        ranks, in one collective; returns the terms as the whole job's values (detached)."""
+        if self.world.size == 1:
+            return {k: v.detach() for k, v in terms.items()}
+        params = self.agent_params + self.predictor_params
+        for p in params:
+            if p.grad is None:  # a rank whose rows missed a head still sends its (zero) share
+                p.grad = torch.zeros_like(p)
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        distributed.all_reduce_([*(p.grad for p in params), values])
+        return dict(zip(terms, values.unbind(), strict=True))
 
     def step_optimizer(self, terms: dict[str, Tensor], guard: UpdateGuard) -> None:
         """Clip, then step unless the guard finds a NaN/inf loss or gradient."""
@@ -660,6 +712,7 @@ class PPO:
             "optimizer": self.optimizer.state_dict(),
             "intrinsic": self.intrinsic.state_dict() if self.intrinsic is not None else {},
             "iteration": self.iteration,
+            "batch_rng": self.batch_rng.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -670,6 +723,8 @@ class PPO:
         if self.intrinsic is not None:
             load_state(self.intrinsic, state["intrinsic"], "intrinsic module")
         self.iteration = int(state["iteration"])
+        if "batch_rng" in state:  # checkpoints before it drew minibatches from the global stream
+            self.batch_rng.set_state(state["batch_rng"])
         # The learner continues exactly; envs cannot be saved, so episodes start afresh and the
         # per-env running extrinsic returns of reward scaling restart with them.
         self.reward_scaler.returns.zero_()
@@ -687,12 +742,22 @@ def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:
 
 
 def value_loss(new: Tensor, returns: Tensor, old: Tensor, clip: float | None) -> Tensor:
-    """Squared value error, clipped to ``old +- clip`` around the rollout's values if ``clip`` is
-    given (PPO reference code)."""
+    """Per-sample squared value error ``(B,)``, clipped to ``old +- clip`` around the rollout's
+    values if ``clip`` is given (PPO reference code)."""
     if clip is None:
-        return 0.5 * (new - returns).square().mean()
+        return 0.5 * (new - returns).square()
     clipped = old + torch.clamp(new - old, -clip, clip)
-    return 0.5 * torch.max((new - returns).square(), (clipped - returns).square()).mean()
+    return 0.5 * torch.max((new - returns).square(), (clipped - returns).square())
+
+
+def normalize(adv: Tensor, count: int) -> Tensor:
+    """Advantages of a minibatch of ``count`` samples (this rank holds ``adv``, the others the rest)
+    shifted to mean 0 and scaled by the unbiased std + 1e-8, as CleanRL's per-minibatch rule."""
+    sums = torch.stack([adv.sum(), adv.square().sum()]).double()
+    distributed.all_reduce_([sums])
+    mean = sums[0] / count
+    var = (sums[1] - count * mean.square()) / max(count - 1, 1)
+    return (adv - mean.to(adv.dtype)) / (var.clamp(min=0.0).sqrt().to(adv.dtype) + 1e-8)
 
 
 # ------------------------------------------------------------------------------------------ policy for eval

@@ -70,23 +70,80 @@ def run_training(module: AgentModule, cfg: Any, listeners: Sequence[Callable[...
     """Create and lock the run folder, train, release; a start that fails leaves no folder.
 
     ``listeners`` are called with (step, scalars) after every log (see :attr:`rlkd.run.Run.listeners`).
+    With ``cfg.nproc > 1`` this starts the ranks (:func:`rlkd.distributed.launch`) and returns when
+    they end; in a rank, rank 0 makes the folder and the others learn its path.
     """
+    from rlkd import distributed
     from rlkd.run import Run, keep_freed_memory
 
-    run = Run.create(cfg, module.label(cfg))
-    run.listeners.extend(listeners)
-    run.on_start(f"run folder: {run.path}")
+    cfg = check_world(module, cfg)
+    if cfg.nproc > 1 and not distributed.launched():
+        return launch_ranks(module, cfg)
+    made: list[Run] = []
+
+    def create() -> Path:
+        made.append(Run.create(cfg, module.label(cfg)))
+        return made[0].path
+
+    path = distributed.share(create)  # rank 0 makes the folder; the others get its path or its error
+    run = made[0] if made else None
+    if run is not None:
+        run.listeners.extend(listeners)
+        run.on_start(f"run folder: {run.path}")
     keep_freed_memory()
     try:
         module.train(cfg, run, None)
     except BaseException:
         # A start that failed before writing anything (bad env id, wrong spaces) leaves no folder.
-        run.discard_if_never_started()
+        if run is not None:
+            run.discard_if_never_started()
         raise
     finally:
-        run.release()
-    print(f"done: {run.path} (TensorBoard: rlkd tb {run.path})", file=sys.stderr)
-    return run.path
+        if run is not None:
+            run.release()
+    if run is not None:
+        print(f"done: {path} (TensorBoard: rlkd tb {path})", file=sys.stderr)
+    return path
+
+
+def check_world(module: AgentModule, cfg: Any) -> Any:
+    """Check ``cfg.nproc`` against the agent and, inside a distributed job, against its world size
+    (which a plain ``torchrun`` launch, with ``nproc`` left at 1, records in the config)."""
+    import dataclasses
+
+    from rlkd import distributed
+    from rlkd.errors import UserError
+
+    size = distributed.world().size
+    if size > 1 and cfg.nproc == 1:
+        cfg = dataclasses.replace(cfg, nproc=size)
+    if cfg.nproc > 1 and not module.DISTRIBUTED:
+        raise UserError(f"--agent {cfg.agent} trains in one process; drop --nproc (and torchrun)")
+    if distributed.launched() and cfg.nproc != size:
+        raise UserError(
+            f"this run has nproc {cfg.nproc} but torchrun started {size} processes; "
+            "start as many as the run has (rlkd resume starts them itself)"
+        )
+    return cfg
+
+
+def launch_ranks(module: AgentModule, cfg: Any) -> Path:
+    """Start ``cfg.nproc`` ranks of this run on this machine; the run folder is fixed here, so a
+    failure can name it."""
+    import dataclasses
+    import tempfile
+
+    from rlkd import distributed
+    from rlkd.config import save_yaml
+    from rlkd.run import run_name
+
+    path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / run_name(cfg, module.label(cfg))
+    with tempfile.TemporaryDirectory(prefix="rlkd-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        save_yaml(dataclasses.replace(cfg, run_dir=str(path)), config)
+        what = f"rlkd resume {path} continues from its last checkpoint"
+        distributed.launch(cfg.nproc, ["train", "--agent", cfg.agent, "--config", str(config)], what)
+    return path
 
 
 class LoadedPolicy:

@@ -158,11 +158,42 @@ def _finished(seed: int, proc: Any, log: Any) -> bool:
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
+    from rlkd import distributed
+    from rlkd.agents import agent_module
+    from rlkd.api import check_world
+    from rlkd.config import from_dict
+    from rlkd.run import keep_freed_memory
+
+    made: list[Any] = []
+    # Rank 0 (or the one process) opens, locks and checks the folder; other ranks get its config
+    # and checkpoint (no shared file system needed) or its error.
+    config, checkpoint = distributed.share(lambda: _open_resume(args, made))
+    run = made[0] if made else None
+    try:
+        module = agent_module(str(config.get("agent", "ppo")))
+        cfg = from_dict(module.CONFIG, config, "config.yaml")
+        if run is not None and cfg.nproc > 1 and not distributed.launched():
+            run.release()  # the ranks take the folder's lock themselves
+            total = [] if args.total_steps is None else ["--total-steps", str(args.total_steps)]
+            what = f"rlkd resume {run.path} continues from its last checkpoint"
+            distributed.launch(cfg.nproc, ["resume", str(run.path), *total], what)
+            return
+        check_world(module, cfg)
+        keep_freed_memory()
+        module.train(cfg, run, checkpoint)
+    finally:
+        if run is not None:
+            run.release()
+
+
+def _open_resume(args: argparse.Namespace, made: list[Any]) -> tuple[dict[str, Any], Any]:
+    """Open, lock and check the run folder of ``rlkd resume``; returns (config, checkpoint or None)
+    and puts the locked :class:`Run` in ``made``."""
     import dataclasses
 
     from rlkd.agents import agent_module
     from rlkd.config import from_dict, read_yaml, to_dict
-    from rlkd.run import Run, keep_freed_memory
+    from rlkd.run import Run
 
     run = Run.open(args.run_dir)
     run.lock("rlkd resume")
@@ -182,16 +213,17 @@ def cmd_resume(args: argparse.Namespace) -> None:
                 f"run {run.path} already reached step {step} of {cfg.total_steps}; "
                 "pass --total-steps N with a larger N to train further"
             )
-        # Scalars up to and including the checkpoint's step were logged before it was written;
-        # anything later is superseded by the resumed run (TensorBoard hides purged points).
-        run.config, run.purge_step = to_dict(cfg), step + (1 if checkpoint else 0)
-        # config.yaml is rewritten only once the agent has restored the checkpoint (Run.start).
-        how = f"from step {step}" if checkpoint else "from step 0: it stopped before its first checkpoint"
-        run.on_start(f"resuming {run.path} {how}", save=cfg)
-        keep_freed_memory()
-        module.train(cfg, run, checkpoint)
-    finally:
+    except BaseException:
         run.release()
+        raise
+    # Scalars up to and including the checkpoint's step were logged before it was written;
+    # anything later is superseded by the resumed run (TensorBoard hides purged points).
+    run.config, run.purge_step = to_dict(cfg), step + (1 if checkpoint else 0)
+    # config.yaml is rewritten only once the agent has restored the checkpoint (Run.start).
+    how = f"from step {step}" if checkpoint else "from step 0: it stopped before its first checkpoint"
+    run.on_start(f"resuming {run.path} {how}", save=cfg)
+    made.append(run)
+    return run.config, checkpoint
 
 
 # ------------------------------------------------------------------------------------------ envs
@@ -275,7 +307,9 @@ def cmd_tune(argv: Sequence[str]) -> None:
 
     parser = _Parser(prog="rlkd tune", description="Hyperparameter search on Optuna (see rlkd.tune).")
     parser.add_argument("--trials", type=int, required=True, help="trials this process runs")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL shared by workers (sqlite:///x.db)")
+    parser.add_argument(
+        "--storage", default=None, help="Optuna storage URL shared by workers (sqlite:///x.db)"
+    )
     parser.add_argument("--study", default="rlkd", help="study name (workers with one name share it)")
     parser.add_argument("--metric", default="charts/episodic_return", help="tag the trials maximise")
     parser.add_argument("--average", type=int, default=5, help="the objective: mean of the last N logs")
@@ -342,7 +376,10 @@ def _main_parser() -> _Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlkd`` console script."""
+    from rlkd import distributed
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    world = distributed.init()  # a rank of a torchrun job joins it; otherwise rank 0 of 1
     try:
         if not argv:
             argv = ["train"]
@@ -365,9 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tb": cmd_tb,
         }
         handlers[args.command](args)
+    except distributed.ReplicatedError:
+        return 2  # rank 0 printed it
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {'' if world.size == 1 else f'rank {world.rank}: '}{exc}", file=sys.stderr)
+        return 3 if isinstance(exc, distributed.PeerLost) else 2
     except OSError as exc:  # disk full, permissions, a path that vanished: one line, as above
         from rlkd.paths import describe_os_error
 
@@ -376,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the latest checkpoint is kept (rlkd resume RUN_DIR continues)", file=sys.stderr)
         return 130
+    finally:
+        distributed.close()  # gloo's threads abort a process that exits still in the group
     return 0
 
 

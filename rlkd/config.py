@@ -71,6 +71,10 @@ class TrainConfig:
     """Mirror the run to Weights & Biases (offline unless WANDB_MODE=online; needs rlkd[track])."""
     wandb_project: str = "rlkd"
     """W&B project of --track."""
+    nproc: int = 1
+    """Processes (ranks) training together, data-parallel on torch.distributed: `rlkd train --nproc N`
+    starts N on this machine; under torchrun it is the world size torchrun gives. Each rank steps
+    its own num_envs envs (PPO only; see README "Scaling out")."""
     on_nonfinite: str = "stop"
     """A NaN/inf loss or gradient: stop (one error line, last good checkpoint kept) or skip (skip that
     optimizer step, counted as charts/skipped_updates). NaN/inf from the env always stops."""
@@ -81,7 +85,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
-        positive = ("num_envs", "total_steps", "checkpoint_interval", "keep_checkpoints", "log_interval")
+        positive = ("num_envs", "nproc", "total_steps", "checkpoint_interval", "keep_checkpoints",
+                    "log_interval")  # fmt: skip
         check_ranges(self, positive=positive, non_negative=("seed", "capture_video"))
         if self.env_backend not in ("auto", "envpool", "gymnasium"):
             raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")

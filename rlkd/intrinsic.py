@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlkd import distributed
 from rlkd.errors import describe_space
 from rlkd.nets import channels_last, mlp, nature_cnn
 from rlkd.returns import gae
@@ -246,8 +247,11 @@ class IntrinsicModule(nn.Module, ABC):
         keep = torch.rand(obs.shape[0], device=obs.device) < self.update_proportion
         per_sample, metrics = self._distill(self.normalize_obs(obs[keep]))
         self._last_metrics = {"update_fraction": float(keep.float().mean()), **metrics}
+        # The mean over the kept rows of every rank of a distributed job (one process: this batch's).
         # An empty draw still returns a (zero) loss attached to the predictor's graph.
-        return {"predictor": per_sample.mean() if per_sample.numel() else per_sample.sum()}
+        kept = keep.sum().reshape(1).float()
+        distributed.all_reduce_([kept])
+        return {"predictor": per_sample.sum() / kept.clamp(min=1.0)[0]}
 
     def metrics(self) -> dict[str, float]:
         """Diagnostics of the last :meth:`loss` call, to log under ``intrinsic/``."""

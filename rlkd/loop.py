@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from torch import Tensor
 
+from rlkd import distributed
 from rlkd.config import TrainConfig
 from rlkd.envs.wrappers import final_observations
 from rlkd.guard import UpdateGuard, check_finite
@@ -121,8 +122,13 @@ class EpisodeStats:
                 values.extend(np.asarray(info["episode"][key])[ended].astype(float).tolist())
 
     def pop(self) -> dict[str, float]:
-        """Means under their ``charts/`` tags; clears the episodes."""
-        out = {self.TAGS[k]: float(np.mean(v)) for k, v in self.values.items() if v}
+        """Means under their ``charts/`` tags, over every rank's episodes; clears the episodes."""
+        ranks = distributed.gather(self.values)
+        out = {}
+        for key, tag in self.TAGS.items():
+            values = [v for rank in ranks for v in rank[key]]
+            if values:
+                out[tag] = float(np.mean(values))
         for v in self.values.values():
             v.clear()
         return out
@@ -152,7 +158,7 @@ class Scalars:
 
 def train(
     cfg: TrainConfig,
-    run: Run,
+    run: Run | None,
     checkpoint: Mapping[str, Any] | None,
     envs: Any,
     algo: Algorithm,
@@ -162,7 +168,8 @@ def train(
 
     Args:
         cfg: The run's config (seed, total steps, cadences, ``on_nonfinite``).
-        run: The run folder (locked by the caller); announced once start-up succeeded.
+        run: The run folder (locked by the caller); announced once start-up succeeded. None on the
+            ranks of a distributed job other than rank 0, which alone writes.
         checkpoint: A payload of ``run.load_checkpoint()`` to resume from, or None.
         envs: The vector env (closed at the end, also on errors).
         algo: The agent.
@@ -172,14 +179,16 @@ def train(
         _train(cfg, run, checkpoint, envs, algo, callbacks)
     finally:
         envs.close()
-        run.close()
+        if run is not None:
+            run.close()
 
 
 def _train(
-    cfg: TrainConfig, run: Run, checkpoint: Mapping[str, Any] | None, envs: Any, algo: Algorithm,
+    cfg: TrainConfig, run: Run | None, checkpoint: Mapping[str, Any] | None, envs: Any, algo: Algorithm,
     callbacks: Sequence[Callback],
 ) -> None:  # fmt: skip
     step = int(checkpoint["step"]) if checkpoint else 0
+    world = distributed.world()
     guard = UpdateGuard(cfg.on_nonfinite)
     if checkpoint:
         state = checkpoint["state"]
@@ -187,16 +196,19 @@ def _train(
         for cb in callbacks:
             cb.load_state_dict(state)
         guard.load_state_dict(state.get("guard", {}))
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng_ranks"][world.rank] if "rng_ranks" in state else state["rng"])
     for cb in callbacks:
         cb.on_start(envs)
-    # A resumed run starts fresh episodes, seeded by where it stopped, so it never replays the same ones.
-    obs, _ = envs.reset(seed=cfg.seed + step)
-    envs.action_space.seed(cfg.seed + step)
+    # A resumed run starts fresh episodes, seeded by where it stopped, so it never replays the same
+    # ones; rank r's envs take the seeds that envs r*N..(r+1)*N-1 of one process would.
+    seed = env_seed(cfg, step)
+    obs, _ = envs.reset(seed=seed)
+    envs.action_space.seed(seed)
     check_finite(f"env {cfg.env_id}", step, observation=obs)
-    progress = Progress(cfg.total_steps, step, algo.label)
+    progress = Progress(cfg.total_steps, step, algo.label, enabled=world.main)
     obs = algo.start(envs, obs, step, checkpoint is not None, progress.note)
-    run.start()  # after the warm-ups: a start that fails in them leaves no folder
+    if run is not None:
+        run.start()  # after the warm-ups: a start that fails in them leaves no folder
 
     episodes, scalars = EpisodeStats(), Scalars()
     last_log, last_ckpt = step, step
@@ -204,7 +216,7 @@ def _train(
     while step < cfg.total_steps or not algo.at_boundary():
         action = algo.act(obs, step)
         next_obs, reward, term, trunc, info = envs.step(action)
-        step += envs.num_envs
+        step += envs.num_envs * world.size  # env steps of the whole job
         check_finite(f"env {cfg.env_id}", step, observation=next_obs, reward=reward)
         if "_final_obs" in info:  # the last observation of ended episodes (bootstraps, replay)
             check_finite(f"env {cfg.env_id}", step, final_observation=final_observations(info, next_obs))
@@ -217,7 +229,8 @@ def _train(
         guard.step = step
         scalars.add(algo.update(step, guard))
         for tag, images in algo.media(step).items():
-            run.writer.add_images(tag, images, step)
+            if run is not None:
+                run.writer.add_images(tag, images, step)
         if not algo.at_boundary():
             continue
         done = step >= cfg.total_steps
@@ -227,14 +240,25 @@ def _train(
             logged = {"charts/SPS": sps, **algo.status(), **episodes.pop(), **scalars.pop()}
             if guard.mode == "skip":
                 logged["charts/skipped_updates"] = guard.skipped
-            run.log_scalars(step, logged)
+            if run is not None:
+                run.log_scalars(step, logged)
             ret, success = logged.get("charts/episodic_return"), logged.get("charts/success_rate")
             progress.update(step, SPS=sps, ret=ret, success=success)
         # Checkpoints at the first boundary past each multiple of checkpoint_interval, and at the end.
         if step // cfg.checkpoint_interval > last_ckpt // cfg.checkpoint_interval or done:
             last_ckpt = step
-            state = {**algo.state_dict(), "rng": rng_state(), "guard": guard.state_dict()}
+            rngs = distributed.gather(rng_state())  # every rank's, so each continues its own streams
+            state = {**algo.state_dict(), "rng": rngs[0], "guard": guard.state_dict()}
+            if world.size > 1:
+                state["rng_ranks"] = rngs
             for cb in callbacks:
                 state |= cb.state_dict()
-            run.save_checkpoint(step, state, keep=cfg.keep_checkpoints)
+            if run is not None:
+                run.save_checkpoint(step, state, keep=cfg.keep_checkpoints)
     progress.close()
+
+
+def env_seed(cfg: TrainConfig, step: int) -> int:
+    """Seed of this rank's envs at env step ``step``: rank r's N envs get the seeds of envs
+    r*N..(r+1)*N-1 of one process with all the job's envs."""
+    return cfg.seed + step + distributed.world().rank * cfg.num_envs

@@ -130,6 +130,7 @@ def finalize(cfg: PretrainConfig) -> PretrainConfig:
 # The agent-module protocol (rlkd.agents), so `rlkd pretrain` and `rlkd resume` treat a pretraining
 # run like any other run.
 CONFIG = PretrainConfig
+DISTRIBUTED = False
 train = pretrain
 
 

@@ -199,12 +199,14 @@ class Progress:
     initial: int
     label: str
     interval_s: float = 10.0
+    enabled: bool = True
+    """False: show nothing (ranks of a distributed job other than rank 0)."""
     _bar: Any = None
     _last_print: float = field(default_factory=time.monotonic)
     _last: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if sys.stderr.isatty():
+        if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(
@@ -230,12 +232,16 @@ class Progress:
             self._bar.total = self.total
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix_str(text, refresh=False)
+        elif not self.enabled:
+            return
         elif time.monotonic() - self._last_print >= self.interval_s or step >= self.total:
             self._last_print = time.monotonic()
             print(f"[{self.label}] step {step}/{self.total} {text}", file=sys.stderr, flush=True)
 
     def note(self, message: str) -> None:
         """A one-off line (a warm-up starting), above the bar on a terminal."""
+        if not self.enabled:
+            return
         if self._bar is not None:
             self._bar.write(f"[{self.label}] {message}", file=sys.stderr)
         else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rlkd import distributed
+
 
 class RunningMeanStd(nn.Module):
     """Running mean and variance over the leading batch axis (parallel algorithm of Chan et al.).
@@ -32,9 +34,12 @@ class RunningMeanStd(nn.Module):
     def update(self, x: Tensor) -> None:
         """Fold a batch ``x`` of shape ``(B, *shape)`` into the statistics."""
         x = x.to(device=self.mean.device, dtype=torch.float64).reshape(-1, *self.mean.shape)
-        batch_mean = x.mean(dim=0)
-        batch_var = x.var(dim=0, unbiased=False)
-        batch_count = x.shape[0]
+        # In a distributed job every rank folds in the union of all ranks' batches (rlkd.distributed).
+        batch_count, batch_mean, batch_var = distributed.merge_moments(
+            torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device),
+            x.mean(dim=0),
+            x.var(dim=0, unbiased=False),
+        )
         delta = batch_mean - self.mean
         total = self.count + batch_count
         new_mean = self.mean + delta * batch_count / total
