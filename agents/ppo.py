@@ -705,7 +705,7 @@ class PPO:
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "agent": self.agent.state_dict(),
             "prep": self.prep.state_dict(),
             "reward_scaler": self.reward_scaler.state_dict(),
@@ -714,6 +714,10 @@ class PPO:
             "iteration": self.iteration,
             "batch_rng": self.batch_rng.get_state(),
         }
+        if self.intrinsic is not None and self.world.size > 1:
+            # The non-episodic intrinsic return runs on per env: every rank's, for its own envs.
+            state["int_returns_ranks"] = distributed.gather(self.intrinsic.reward_scaler.returns.cpu())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self.agent, state["agent"], "agent")
@@ -722,6 +726,8 @@ class PPO:
         load_state(self.optimizer, state["optimizer"], "optimizer")
         if self.intrinsic is not None:
             load_state(self.intrinsic, state["intrinsic"], "intrinsic module")
+            if "int_returns_ranks" in state:
+                self.intrinsic.reward_scaler.returns.copy_(state["int_returns_ranks"][self.world.rank])
         self.iteration = int(state["iteration"])
         if "batch_rng" in state:  # checkpoints before it drew minibatches from the global stream
             self.batch_rng.set_state(state["batch_rng"])

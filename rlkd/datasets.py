@@ -128,6 +128,9 @@ class SequenceDataset:
         batch_size: Sequences B per batch.
         seed: Seed of the sampling generator.
         image_size: Required image side (None: any).
+        shard: ``(rank, ranks)`` of a distributed job: this rank reads episodes ``rank, rank +
+            ranks, ...`` of the manifest and samples only those (PyTorch's ``DistributedSampler``
+            split, by episode file).
 
     Yields:
         dict of numpy arrays: ``image`` uint8 (B, T, H, H, 3), ``action`` float32 (B, T, A),
@@ -142,16 +145,23 @@ class SequenceDataset:
         batch_size: int,
         seed: int = 0,
         image_size: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
+        rank, ranks = shard
+        if len(self.manifest["episodes"]) < ranks:
+            raise UserError(
+                f"dataset {self.directory} has {len(self.manifest['episodes'])} episodes for {ranks} "
+                "processes; each needs at least one: collect more or use fewer processes"
+            )
         self.seq_len, self.batch_size = seq_len, batch_size
         self.rng = np.random.default_rng(seed)
         self.episodes: list[dict[str, np.ndarray]] = []
         self.skipped = 0
         """Episodes shorter than ``seq_len`` (valid, but too short to sample a sequence from)."""
         shortest: tuple[str, int] | None = None
-        for entry in self.manifest["episodes"]:
+        for entry in self.manifest["episodes"][rank::ranks]:
             name = entry["file"] if isinstance(entry, dict) else str(entry)
             path = self.directory / name
             if not path.is_file():

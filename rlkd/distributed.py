@@ -124,6 +124,15 @@ def all_reduce_(tensors: Sequence[Tensor]) -> None:
         offset += t.numel()
 
 
+def average_(tensors: Sequence[Tensor]) -> None:
+    """Mean of each tensor over the ranks, in place (one collective): gradients of per-rank mean
+    losses become those of the mean over the whole job's batch."""
+    all_reduce_(tensors)
+    if world().size > 1:
+        for t in tensors:
+            t.div_(world().size)
+
+
 def merge_moments(count: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Count, mean and (biased) variance of the union of every rank's batch.
 

@@ -4,6 +4,9 @@ A beta-VAE encoder, an action-free RSSM and a decoder are trained on distracting
 ``image NLL + beta * VAE KL + RSSM KL (balance 0.8, free nats 1.0)``; the image passes through the
 ``z_dim`` bottleneck in both directions. The checkpoint's ``state["model"]`` is what
 ``rlkd train --agent diswm --pretrained RUN_DIR`` loads as its frozen teacher.
+
+Data-parallel over ranks (``--nproc``, torchrun): each rank samples ``batch_size`` sequences from
+its own share of the episode files, gradients are averaged, rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import torch
 
+from rlkd import distributed
 from rlkd.datasets import SequenceDataset, read_manifest
 from rlkd.errors import UserError
 from rlkd.guard import UpdateGuard
@@ -55,21 +59,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
-    """Train the action-free teacher; resumes exactly from ``checkpoint`` when given."""
+def pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> None:
+    """Train the action-free teacher; resumes exactly from ``checkpoint`` when given. ``run`` is
+    None on ranks other than 0 of a distributed job."""
     try:
         _pretrain(cfg, run, checkpoint)
     finally:
-        run.close()  # flushes the scalars written so far, whatever stopped it
+        if run is not None:
+            run.close()  # flushes the scalars written so far, whatever stopped it
 
 
-def _pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
+def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> None:
     manifest = read_manifest(Path(cfg.data))
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
+    world = distributed.world()
     seed_everything(cfg.seed)
-    data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed, image_size=cfg.image_size)
-    model = WorldModel(cfg, action_dim=0, beta_vae=True).to(cfg.device)
+    data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed + world.rank,
+                           image_size=cfg.image_size, shard=(world.rank, world.size))  # fmt: skip
+    device = distributed.device(cfg.device)
+    model = WorldModel(cfg, action_dim=0, beta_vae=True).to(device)
+    distributed.broadcast_module_(model)
+    if world.rank:  # rank 0's weights, each rank's own sampling noise
+        seed_everything(cfg.seed + 1000 * world.rank)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5, fused=True)
     guard = UpdateGuard(cfg.on_nonfinite)
     update = 0
@@ -77,26 +89,31 @@ def _pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
         st = checkpoint["state"]
         load_state(model, st["model"], "world model")
         load_state(opt, st["opt"], "optimizer")
-        data.rng.bit_generator.state = json.loads(st["data_rng"])
-        set_rng_state(st["rng"])
+        data_rng, rng = (st["data_rng"], st["rng"])
+        if "rng_ranks" in st:
+            data_rng, rng = st["data_rng_ranks"][world.rank], st["rng_ranks"][world.rank]
+        data.rng.bit_generator.state = json.loads(data_rng)
+        set_rng_state(rng)
         update = int(checkpoint["step"])
         guard.load_state_dict(st.get("guard", {}))
-    run.start()
-    progress = Progress(cfg.total_steps, update, "pretrain")
+    if run is not None:
+        run.start()
+    progress = Progress(cfg.total_steps, update, "pretrain", enabled=world.main)
     t0, u0 = time.time(), update
     while update < cfg.total_steps:
-        batch = to_torch(data.sample(), cfg.device)
+        batch = to_torch(data.sample(), device)
         batch["obs"] = batch.pop("image")
         losses, _, metrics = model.loss(batch)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
+        losses = average(model, losses)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         guard.step = update
         if guard.ok(losses, {"world model": norm}):
             opt.step()
         update += 1
-        if update % cfg.log_interval == 0 or update == cfg.total_steps:
+        if run is not None and (update % cfg.log_interval == 0 or update == cfg.total_steps):
             ups = (update - u0) / max(time.time() - t0, 1e-9)
             logged = {
                 "world_model/image": losses["image"].detach(), "world_model/kl": losses["kl"].detach(),
@@ -106,19 +123,40 @@ def _pretrain(cfg: PretrainConfig, run: Run, checkpoint: dict | None) -> None:
             if guard.mode == "skip":
                 logged["charts/skipped_updates"] = guard.skipped
             run.log_scalars(update, logged)
-            progress.update(update, loss=float(total.detach()), ups=ups)
-        if cfg.image_log_interval and update % cfg.image_log_interval == 0:
+            progress.update(update, loss=float(sum(losses.values())), ups=ups)
+        if run is not None and cfg.image_log_interval and update % cfg.image_log_interval == 0:
             grid = reconstruction_grid(batch["obs"], metrics["recon"])
             run.writer.add_images("world_model/reconstruction", grid, update)
         if update % cfg.checkpoint_interval == 0 or update == cfg.total_steps:
+            # Every rank's sampler and RNG states, so each continues its own streams on resume.
+            ranks = distributed.gather((json.dumps(data.rng.bit_generator.state), rng_state()))
+            if run is None:
+                continue
+            data_rngs, rngs = zip(*ranks, strict=True)
             state = {
-                "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(),
-                "data_rng": json.dumps(data.rng.bit_generator.state), "meta": model_meta(cfg),
+                "model": model.state_dict(), "opt": opt.state_dict(), "rng": rngs[0],
+                "data_rng": data_rngs[0], "meta": model_meta(cfg),
                 "guard": guard.state_dict(),
                 "dataset": {"env_id": manifest.get("env_id", ""), "color_set": manifest.get("color_set", "")},
             }  # fmt: skip
+            if world.size > 1:
+                state |= {"rng_ranks": list(rngs), "data_rng_ranks": list(data_rngs)}
             run.save_checkpoint(update, state, keep=cfg.keep_checkpoints)
     progress.close()
+
+
+def average(model: WorldModel, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Average the gradients and the loss terms over the ranks (one collective); returns the job's
+    loss terms (detached). One process: the terms as they are."""
+    if distributed.world().size == 1:
+        return {k: v.detach() for k, v in losses.items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    values = torch.stack([v.detach() for v in losses.values()])
+    distributed.average_([*(p.grad for p in params), values])
+    return dict(zip(losses, values.unbind(), strict=True))
 
 
 def finalize(cfg: PretrainConfig) -> PretrainConfig:
@@ -130,7 +168,7 @@ def finalize(cfg: PretrainConfig) -> PretrainConfig:
 # The agent-module protocol (rlkd.agents), so `rlkd pretrain` and `rlkd resume` treat a pretraining
 # run like any other run.
 CONFIG = PretrainConfig
-DISTRIBUTED = False
+DISTRIBUTED = True
 train = pretrain
 
 

@@ -71,6 +71,11 @@ def tune(
     module, base = _resolve_train(argv)
     if base.agent not in SPACES:
         raise UserError(f"rlkd tune has search spaces for {', '.join(SPACES)}; not for {base.agent!r}")
+    if base.nproc > 1:
+        raise UserError(
+            "rlkd tune reports each trial's curve from its own process; drop --nproc and scale out by "
+            "starting more tune workers on the same --storage"
+        )
     if trials < 1 or average < 1:
         raise UserError(f"--trials and --average must be positive, got {trials} and {average}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -193,6 +193,8 @@ def test_two_process_run_has_one_writer(tmp_path):
     state = run.load_checkpoint()["state"]
     assert len(state["rng_ranks"]) == 2
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
+    returns = state["int_returns_ranks"]  # each rank's envs' running intrinsic returns
+    assert [r.shape for r in returns] == [(4,), (4,)] and not torch.equal(returns[0], returns[1])
 
 
 def _rank_pids(parent: int) -> dict[int, int]:
@@ -251,8 +253,45 @@ def test_world_size_must_match_the_run(monkeypatch):
         check_world(ppo, PPOConfig(nproc=3))
 
 
-def test_nproc_is_refused_for_one_process_agents(capsys):
+def test_nproc_is_refused_for_one_process_agents_and_tune(capsys):
     assert main(["train", "--agent", "dreamer", "--preset", "debug", "--nproc", "2"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --agent dreamer trains in one process; drop --nproc (and torchrun)"
     )
+    assert main(["tune", "--preset", "debug", "--nproc", "2", "--trials", "1"]) == 2
+    assert "rlkd tune reports each trial's curve from its own process" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------- pretraining
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rlkd.datasets import collect
+
+    return collect("rlkd/AGVWarehouse-SimpleStatic-Pixels-v0", 6, tmp_path_factory.mktemp("d") / "v", seed=0)
+
+
+def test_dataset_shards_split_the_episode_files(videos):
+    from rlkd.datasets import SequenceDataset
+
+    def prints(d: SequenceDataset) -> list[bytes]:
+        return [ep["image"].tobytes()[:4096] + ep["action"].tobytes() for ep in d.episodes]
+
+    whole = SequenceDataset(videos, 2, 2)
+    shards = [SequenceDataset(videos, 2, 2, shard=(r, 2)) for r in range(2)]
+    assert all(d.episodes for d in shards)  # no rank is left without data
+    assert sorted(prints(shards[0]) + prints(shards[1])) == sorted(prints(whole))  # a partition
+    assert not set(prints(shards[0])) & set(prints(shards[1]))
+    with pytest.raises(UserError, match="has 6 episodes for 7 processes"):
+        SequenceDataset(videos, 2, 2, shard=(0, 7))
+
+
+def test_pretrain_runs_on_two_ranks_with_one_writer(videos, tmp_path):
+    run_dir = tmp_path / "pt"
+    args = ["--preset", "debug", "--nproc", "2", "--run-dir", str(run_dir), "--torch-threads", "1"]
+    proc = _rlkd("pretrain", "--data", str(videos), *args)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    steps = [s for s, _ in read_scalars(run_dir)["world_model/image"]]
+    assert steps == [5, 10, 15, 20]
+    state = Run.open(run_dir).load_checkpoint()["state"]
+    assert len(state["data_rng_ranks"]) == 2 and state["data_rng_ranks"][0] != state["data_rng_ranks"][1]
