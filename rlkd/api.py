@@ -73,15 +73,22 @@ def run_training(module: AgentModule, cfg: Any, listeners: Sequence[Callable[...
     With ``cfg.nproc > 1`` this starts the ranks (:func:`rlkd.distributed.launch`) and returns when
     they end; in a rank, rank 0 makes the folder and the others learn its path.
     """
+    import dataclasses
+
     from rlkd import distributed
     from rlkd.run import Run, keep_freed_memory
 
-    cfg = check_world(module, cfg)
-    if cfg.nproc > 1 and not distributed.launched():
-        return launch_ranks(module, cfg)
+    size = distributed.world().size
+    if size > 1 and cfg.nproc == 1:  # a plain torchrun launch: the run records its world size
+        cfg = dataclasses.replace(cfg, nproc=size)
+    if not distributed.launched():
+        check_world(module, cfg)
+        if cfg.nproc > 1:
+            return launch_ranks(module, cfg)
     made: list[Run] = []
 
     def create() -> Path:
+        check_world(module, cfg)
         made.append(Run.create(cfg, module.label(cfg)))
         return made[0].path
 
@@ -106,25 +113,19 @@ def run_training(module: AgentModule, cfg: Any, listeners: Sequence[Callable[...
     return path
 
 
-def check_world(module: AgentModule, cfg: Any) -> Any:
-    """Check ``cfg.nproc`` against the agent and, inside a distributed job, against its world size
-    (which a plain ``torchrun`` launch, with ``nproc`` left at 1, records in the config)."""
-    import dataclasses
-
+def check_world(module: AgentModule, cfg: Any) -> None:
+    """Check ``cfg.nproc`` against the agent and, inside a distributed job, against its world size."""
     from rlkd import distributed
     from rlkd.errors import UserError
 
-    size = distributed.world().size
-    if size > 1 and cfg.nproc == 1:
-        cfg = dataclasses.replace(cfg, nproc=size)
     if cfg.nproc > 1 and not module.DISTRIBUTED:
         raise UserError(f"--agent {cfg.agent} trains in one process; drop --nproc (and torchrun)")
+    size = distributed.world().size
     if distributed.launched() and cfg.nproc != size:
         raise UserError(
             f"this run has nproc {cfg.nproc} but torchrun started {size} processes; "
             "start as many as the run has (rlkd resume starts them itself)"
         )
-    return cfg
 
 
 def launch_ranks(module: AgentModule, cfg: Any) -> Path:

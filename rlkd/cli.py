@@ -160,7 +160,6 @@ def _finished(seed: int, proc: Any, log: Any) -> bool:
 def cmd_resume(args: argparse.Namespace) -> None:
     from rlkd import distributed
     from rlkd.agents import agent_module
-    from rlkd.api import check_world
     from rlkd.config import from_dict
     from rlkd.run import keep_freed_memory
 
@@ -178,7 +177,6 @@ def cmd_resume(args: argparse.Namespace) -> None:
             what = f"rlkd resume {run.path} continues from its last checkpoint"
             distributed.launch(cfg.nproc, ["resume", str(run.path), *total], what)
             return
-        check_world(module, cfg)
         keep_freed_memory()
         module.train(cfg, run, checkpoint)
     finally:
@@ -192,6 +190,7 @@ def _open_resume(args: argparse.Namespace, made: list[Any]) -> tuple[dict[str, A
     import dataclasses
 
     from rlkd.agents import agent_module
+    from rlkd.api import check_world
     from rlkd.config import from_dict, read_yaml, to_dict
     from rlkd.run import Run
 
@@ -213,6 +212,7 @@ def _open_resume(args: argparse.Namespace, made: list[Any]) -> tuple[dict[str, A
                 f"run {run.path} already reached step {step} of {cfg.total_steps}; "
                 "pass --total-steps N with a larger N to train further"
             )
+        check_world(module, cfg)
     except BaseException:
         run.release()
         raise
