@@ -604,7 +604,10 @@ class PPO:
         Every rank draws the same permutation of the job's ``T*N*W`` samples (``W`` ranks) and
         takes its own rows of each minibatch; each mean of the loss is this rank's sum divided by the
         minibatch size, and the advantage statistics and gradients are summed over ranks. So the
-        update is the one a single process with all ``N*W`` envs would make (tested to 1e-6).
+        update is the one a single process with all ``N*W`` envs would make (tested to 1e-6). The
+        RND reference code minibatches each rank's own envs instead (``ppo_agent.py``,
+        ``mbenvinds``) and averages the gradients (``mpi_util.py``, ``MpiAdamOptimizer``): the same
+        update in expectation, not the same numbers as one process.
         """
         cfg, world = self.cfg, self.world
         local_size = self.rewards.numel()

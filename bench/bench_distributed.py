@@ -32,33 +32,11 @@ ENV = "rlkd/AGVWarehouse-ComplexStatic-v0"
 
 
 def train_cmd(run_dir: Path, seed: int, nproc: int, total: int, envs: int = 0) -> list[str]:
-    envs = envs or 16 // nproc
-    return [
-        sys.executable,
-        "-m",
-        "rlkd.cli",
-        "train",
-        "--env",
-        ENV,
-        "--intrinsic",
-        "rnd",
-        "--seed",
-        str(seed),
-        "--num-envs",
-        str(envs),
-        "--nproc",
-        str(nproc),
-        "--total-steps",
-        str(total),
-        "--torch-threads",
-        "1",
-        "--log-interval",
-        "32768",
-        "--checkpoint-interval",
-        "500000",
-        "--run-dir",
-        str(run_dir),
-    ]
+    """``rlkd train`` of PPO+RND on the scene: ``nproc`` processes of ``envs`` envs (16 in all by default)."""
+    options = {"--env": ENV, "--intrinsic": "rnd", "--seed": seed, "--num-envs": envs or 16 // nproc,
+               "--nproc": nproc, "--total-steps": total, "--torch-threads": 1, "--log-interval": 32768,
+               "--checkpoint-interval": 500_000, "--run-dir": run_dir}  # fmt: skip
+    return [sys.executable, "-m", "rlkd.cli", "train", *(str(x) for kv in options.items() for x in kv)]
 
 
 def finished(run_dir: Path, total: int) -> bool:
