@@ -20,6 +20,7 @@ Restarts where it stopped (finished runs are skipped).
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import subprocess
 import sys
@@ -87,8 +88,6 @@ and two processes of 16 (twice the envs, as a user who scales out would add them
 def speed(out: Path, pairs: int, total: int) -> str:
     """Whole training commands alternated (one process pinned to core 0, two on a core each),
     ``pairs`` rounds on a quiet machine; wall seconds and the job's final SPS of each case."""
-    import shutil
-
     from rlkd.analysis import load_run
 
     walls: dict[tuple[int, int], list[float]] = {c: [] for c in CASES}
@@ -123,10 +122,7 @@ def two_nodes(out: Path) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run_dir = out / "two_nodes_run"
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
     cmd = [
         sys.executable,
         "-m",
@@ -161,6 +157,7 @@ def two_nodes(out: Path) -> str:
     from rlkd.run import Run
 
     steps = Run.open(run_dir).checkpoint_steps()
+    shutil.rmtree(run_dir)
     return f"two nodes on localhost: exit codes {codes}, {events} event file, checkpoints at {steps}"
 
 
