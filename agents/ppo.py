@@ -304,27 +304,52 @@ class Agent(nn.Module):
         return self.critic_ext(h).squeeze(-1), v_int
 
     def dist(self, x: Tensor) -> tuple[torch.distributions.Distribution, Tensor]:
-        """Action distribution and the trunk features (reused by the critics)."""
+        """Action distribution and the trunk features (reused by the critics).
+
+        Unvalidated (``validate_args=False``): the argument checks cost more than the small
+        network's forward pass; :meth:`sample` checks the parameters it samples from itself."""
         f = self._features(x)
         out = self.actor(self.actor_body(f))
         if self.discrete:
-            return Categorical(logits=out), f
-        return Normal(out, self.actor_logstd.expand_as(out).exp()), f
+            return Categorical(logits=out, validate_args=False), f
+        return Normal(out, self.actor_logstd.expand_as(out).exp(), validate_args=False), f
 
-    def act(self, x: Tensor, action: Tensor | None = None, deterministic: bool = False):
-        """Sample (or score) actions: returns action, log-prob, entropy, value_ext, value_int."""
+    def _values(self, f: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.critic_body(f)
+        v_int = self.critic_int(h).squeeze(-1) if self.critic_int is not None else torch.zeros_like(like)
+        return self.critic_ext(h).squeeze(-1), v_int
+
+    def sample(self, x: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Actions for ``(B, *obs)``: action, log-prob ``(B,)``, value_ext, value_int.
+
+        Raises:
+            NonFinitePolicy: The distribution's parameters hold NaN/inf (diverged weights).
+        """
         dist, f = self.dist(x)
-        if action is None:
-            if deterministic:
-                action = dist.probs.argmax(-1) if self.discrete else dist.mean  # type: ignore[attr-defined]
-            else:
-                action = dist.sample()
+        params = dist.logits if self.discrete else torch.cat([dist.loc, dist.scale], -1)  # type: ignore[attr-defined]
+        if not bool(torch.isfinite(params).all()):
+            raise NonFinitePolicy
+        if not deterministic:
+            action = dist.sample()
+        elif self.discrete:
+            action = dist.probs.argmax(-1)  # type: ignore[attr-defined]
+        else:
+            action = dist.mean
+        logp = dist.log_prob(action)
+        logp = logp if self.discrete else logp.sum(-1)
+        return (action, logp, *self._values(f, logp))
+
+    def evaluate(self, x: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Score rollout actions (the update): log-prob, entropy, value_ext, value_int, each ``(B,)``."""
+        dist, f = self.dist(x)
         logp, ent = dist.log_prob(action), dist.entropy()
         if not self.discrete:
             logp, ent = logp.sum(-1), ent.sum(-1)
-        h = self.critic_body(f)
-        v_int = self.critic_int(h).squeeze(-1) if self.critic_int is not None else torch.zeros_like(logp)
-        return action, logp, ent, self.critic_ext(h).squeeze(-1), v_int
+        return (logp, ent, *self._values(f, logp))
+
+
+class NonFinitePolicy(ValueError):
+    """The policy's action distribution has NaN/inf parameters."""
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -501,7 +526,7 @@ class PPO:
             self.clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
         with torch.no_grad():
             x = self.prep(obs, self.device, update=True)
-            action, logp, _, value_ext, value_int = act_checked(self.agent, x, step)
+            action, logp, value_ext, value_int = act_checked(self.agent, x, step)
         self.obs_buf[t], self.actions[t], self.logprobs[t] = x, action, logp
         self.v_ext[t], self.v_int[t] = value_ext, value_int
         return to_env_action(action, self.action_space)
@@ -625,7 +650,7 @@ class PPO:
             perm = torch.randperm(batch_size, generator=self.batch_rng).to(self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = self.local_rows(perm[start : start + minibatch_size])
-                _, newlogp, entropy, new_ext, new_int = self.agent.act(b_obs[mb], b_actions[mb])
+                newlogp, entropy, new_ext, new_int = self.agent.evaluate(b_obs[mb], b_actions[mb])
                 logratio = newlogp - b_logprobs[mb]
                 ratio = logratio.exp()
                 mb_adv = b_adv[mb]
@@ -740,12 +765,10 @@ class PPO:
 
 
 def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:
-    """``agent.act(x)``, where a policy that outputs NaN/inf (its weights diverged) is one user error."""
+    """``agent.sample(x)``, where a policy that outputs NaN/inf (its weights diverged) is one user error."""
     try:
-        return agent.act(x)
-    except ValueError as exc:  # torch.distributions rejects NaN/inf parameters
-        if "invalid values" not in str(exc):
-            raise
+        return agent.sample(x)
+    except NonFinitePolicy:
         msg = f"the policy gave non-finite action probabilities at step {step}; {DIVERGED}"
         raise UserError(msg) from None
 
@@ -783,7 +806,7 @@ class Policy:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        action = self.agent.act(self.prep(obs, self.device, update=False), deterministic=deterministic)[0]
+        action = self.agent.sample(self.prep(obs, self.device, update=False), deterministic=deterministic)[0]
         return to_env_action(action, self.action_space)
 
 

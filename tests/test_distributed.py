@@ -90,7 +90,8 @@ def _ppo_update(rank: int, size: int, port: int, out: str) -> None:
     algo.next_obs_buf.copy_(data["next_obs"])
     algo.actions.copy_(data["actions"])
     with torch.no_grad():
-        logp = algo.agent.act(data["obs"].reshape(-1, 4), data["actions"].reshape(-1))[1].reshape(T, num_envs)
+        logp = algo.agent.evaluate(data["obs"].reshape(-1, 4), data["actions"].reshape(-1))[0]
+    logp = logp.reshape(T, num_envs)
     algo.logprobs.copy_(logp + data["logp_noise"])
     algo.v_ext.copy_(data["v_ext"])
     algo.v_int.copy_(data["v_int"])

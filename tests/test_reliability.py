@@ -288,3 +288,21 @@ def test_spaces_in_messages_are_one_line():
     assert describe_space(nested) == (
         "Dict('goal': Tuple(Discrete(3)), 'lidar': Box(shape=(40,), float32, bounds [-1.0, 44.0]))"
     )
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_diverged_policy_is_named_not_sampled(env_id):
+    """Distributions are built unvalidated for speed; NaN/inf parameters are still caught by hand."""
+    import gymnasium as gym
+    from rlkd.agents.ppo import PPO, PPOConfig, act_checked
+
+    env = gym.make(env_id)
+    cfg = PPOConfig(env_id=env_id, intrinsic="none", num_envs=2)
+    algo = PPO(cfg, env.observation_space, env.action_space)
+    obs = torch.zeros(2, *env.observation_space.shape)
+    action, logp, _, _ = act_checked(algo.agent, obs, 0)
+    assert action.shape[0] == 2 and torch.isfinite(logp).all()
+    with torch.no_grad():
+        algo.agent.actor.bias.fill_(float("nan"))
+    with pytest.raises(UserError, match="the policy gave non-finite action probabilities at step 7"):
+        act_checked(algo.agent, obs, 7)
