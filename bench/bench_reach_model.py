@@ -1,0 +1,202 @@
+"""Diagnosis of the pixel point-reach gap: how fast DreamerV2's world model learns what imagination
+needs, from state and from 64x64 pixels, on the same random-policy data.
+
+    python bench/bench_reach_model.py [--updates 3000] [--variants state pixels-d8 pixels-d16]
+
+Data: ``rlkd/PointReach`` driven by uniformly random actions, 8 envs x 1250 steps for training and
+8 x 250 (other seeds) held out; each step is stored both as the 64x64 frame and as the state
+(agent x, y, target x, y) of the same env, so every variant sees the same trajectories. Each
+variant trains only the world model of ``--agent dreamer --preset cpu-pixels`` (deter 64, stoch
+16, units 64, model lr 1e-3, batch 16 x 16, one torch thread) with ``--cnn-depth`` as named, and
+every ``--eval-every`` updates scores held-out windows of 32 steps:
+
+* ``reward_ev_post``: explained variance of the reward head on the posterior (filtering) states;
+* ``reward_ev_open``: explained variance of the rewards predicted open-loop by the prior, from the
+  posterior at step 8 with the recorded actions for 15 steps (what the actor's imagination sees,
+  its horizon), windows crossing an episode start left out;
+* ``kl``: posterior-prior KL (nats per step), as ``world_model/kl_value``.
+
+One seed; a diagnosis, not a learning claim. Writes ``--out``/summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STEPS, HELD_OUT, ENVS, CONTEXT, HORIZON = 1250, 250, 8, 8, 15
+
+
+def collect(steps: int, seed: int) -> dict[str, np.ndarray]:
+    """Random-policy data stored as ``--agent dreamer`` stores it (``agents.dreamer.store``): per env
+    and step (ENVS, n, ...) the observation as ``pixels`` and as ``state``, the action that led to
+    it, the reward received on arriving, ``is_first``. Two envs (state, pixels), same seed and
+    actions, so the trajectories are the same."""
+    from rlkd.agents.dreamer import store
+    from rlkd.envs.reach import PointReachVectorEnv
+
+    from rlkd.replay import Replay
+
+    data = {}
+    for mode, shape, dtype in (("state", (4,), np.float32), ("pixels", (64, 64, 3), np.uint8)):
+        env = PointReachVectorEnv(ENVS, obs_mode="vector" if mode == "state" else "pixels")
+        replay = Replay(ENVS, ENVS * steps * 2, shape, dtype, 2, 0)
+        obs, _ = env.reset(seed=seed)
+        for i in range(ENVS):
+            replay.add(i, obs[i], np.zeros(2, np.float32), 0.0, True, False)
+        actions = np.random.default_rng(seed).uniform(-1, 1, (steps, ENVS, 2)).astype(np.float32)
+        for action in actions:
+            obs, reward, term, trunc, info = env.step(action)
+            store(replay, info, obs, action, reward, term, term | trunc)
+        n = int(replay.filled.min())
+        data[mode] = replay.data["obs"][:, :n]
+        data |= {k: replay.data[k][:, :n] for k in ("action", "reward", "is_first")}
+    return data
+
+
+def windows(
+    data: dict[str, np.ndarray], key: str, length: int, starts: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """(B, length) windows of env ``starts[:, 0]`` from step ``starts[:, 1]``; obs from ``key``."""
+    env, t0 = starts[:, 0:1], starts[:, 1:2] + np.arange(length)
+    batch = {
+        "obs": data[key][env, t0],
+        "action": data["action"][env, t0],
+        "reward": data["reward"][env, t0],
+        "is_first": data["is_first"][env, t0].copy(),
+        "is_terminal": np.zeros(t0.shape, bool),
+    }
+    batch["is_first"][:, 0] = True
+    return {k: torch.as_tensor(v) for k, v in batch.items()}
+
+
+def explained(pred: torch.Tensor, true: torch.Tensor) -> float:
+    return float(1.0 - (pred - true).square().mean() / true.var())
+
+
+@torch.no_grad()
+def evaluate(agent, test: dict[str, np.ndarray], key: str) -> dict[str, float]:
+    wm = agent.wm
+    length = CONTEXT + HORIZON
+    n = test["reward"].shape[1]
+    starts = np.array([(e, t) for e in range(ENVS) for t in range(0, n - length, 6)])
+    batch = windows(test, key, length, starts)
+    losses, post, metrics = wm.loss(batch)
+    reward_post = wm.reward(wm.rssm.feat(post)).squeeze(-1)
+    # Open loop: the prior from the posterior at step CONTEXT - 1, fed the recorded actions.
+    clean = ~batch["is_first"][:, CONTEXT:].any(1)  # no episode start inside the imagined part
+    state = {k: v[:, CONTEXT - 1] for k, v in post.items()}
+    preds = []
+    for t in range(CONTEXT - 1, length - 1):
+        state = wm.rssm.img_step(state, batch["action"][:, t], sample=False)
+        preds.append(wm.reward(wm.rssm.feat(state)).squeeze(-1))
+    open_loop = torch.stack(preds, 1)[clean]
+    del losses
+    return {
+        "reward_ev_post": explained(reward_post, batch["reward"]),
+        "reward_ev_open": explained(open_loop, batch["reward"][:, CONTEXT:][clean]),
+        "kl": float(metrics["kl_value"]),
+    }
+
+
+def run_variant(name: str, updates: int, every: int, out: Path) -> list[dict[str, float]]:
+    from rlkd.agents import dreamer
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    key = "state" if name == "state" else "pixels"
+    depth = 8 if name == "state" else int(name.split("-d")[1])
+    cfg = dataclasses.replace(
+        dreamer.DreamerConfig(), **{**dreamer.PRESETS["cpu-pixels"], "cnn_depth": depth}
+    )
+    train, test = collect(STEPS, 0), collect(HELD_OUT, 1)
+    agent = dreamer.Agent(cfg, train[key].shape[2:], 2)
+    opt = dreamer.build_optimizers(agent, cfg)["model"]
+    params = [p for g in opt.param_groups for p in g["params"]]
+    rng = np.random.default_rng(0)
+    rows, t0 = [], time.perf_counter()
+    for update in range(1, updates + 1):
+        starts = np.stack(
+            [
+                rng.integers(0, ENVS, cfg.batch_size),
+                rng.integers(0, train["reward"].shape[1] - cfg.batch_length, cfg.batch_size),
+            ],
+            1,
+        )
+        losses, _, _ = agent.wm.loss(windows(train, key, cfg.batch_length, starts))
+        scaled = {k: v * cfg.loss_scales.get(k, 1.0) for k, v in losses.items()}
+        dreamer.clip_step(opt, scaled, params, cfg.grad_clip, None, "world model")
+        if update % every == 0:
+            seconds = time.perf_counter() - t0
+            rows.append({"update": update, "seconds": round(seconds, 1), **evaluate(agent, test, key)})
+            print(name, json.dumps(rows[-1]), flush=True)
+            t0 += time.perf_counter() - t0 - seconds  # evaluation time is not training time
+    (out / f"{name}.json").write_text(json.dumps(rows))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--variants", nargs="+", default=["state", "pixels-d8", "pixels-d16"])
+    parser.add_argument("--updates", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--out", default="bench/results/reach_model")
+    parser.add_argument(
+        "--only", default=None, help="run one variant in this process (the parallel runner uses it)"
+    )
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        run_variant(args.only, args.updates, args.eval_every, out)
+        return
+    import subprocess
+    import sys
+
+    pending, running = list(args.variants), {}
+    while pending or running:
+        for core in (0, 1):
+            if core not in running and pending:
+                name = pending.pop(0)
+                cmd = [
+                    "taskset",
+                    "-c",
+                    str(core),
+                    sys.executable,
+                    __file__,
+                    "--only",
+                    name,
+                    "--out",
+                    str(out),
+                    "--updates",
+                    str(args.updates),
+                    "--eval-every",
+                    str(args.eval_every),
+                ]
+                running[core] = subprocess.Popen(cmd)
+        time.sleep(2)
+        running = {c: p for c, p in running.items() if p.poll() is None}
+    lines = [
+        "| variant | update | train s | reward EV (posterior) | reward EV (open loop, 15 steps) | KL |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in args.variants:
+        for row in json.loads((out / f"{name}.json").read_text()):
+            lines.append(
+                f"| {name} | {row['update']} | {row['seconds']} | {row['reward_ev_post']:.2f} | "
+                f"{row['reward_ev_open']:.2f} | {row['kl']:.2f} |"
+            )
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
