@@ -16,6 +16,10 @@ every ``--eval-every`` updates scores held-out windows of 32 steps:
   its horizon), windows crossing an episode start left out;
 * ``kl``: posterior-prior KL (nats per step), as ``world_model/kl_value``.
 
+Variants: ``state``, ``pixels-d8``, ``pixels-d16`` (cnn_depth), ``pixels-d8-kl0.1`` (KL loss scale
+0.1, the official Atari configs' ``kl_scale``; DMC's is 1.0). Pixel variants also write their
+held-out reconstructions after training (``<variant>_reconstructions.png``).
+
 One seed; a diagnosis, not a learning claim. Writes ``--out``/summary.md.
 """
 
@@ -105,16 +109,36 @@ def evaluate(agent, test: dict[str, np.ndarray], key: str) -> dict[str, float]:
     }
 
 
+def parse_variant(name: str) -> tuple[str, int, float]:
+    """``state``, ``pixels-d8``, ``pixels-d16-kl0.1`` -> (observation key, cnn_depth, KL scale)."""
+    parts = name.split("-")
+    depth = next((int(p[1:]) for p in parts if p.startswith("d")), 8)
+    kl = next((float(p[2:]) for p in parts if p.startswith("kl")), 1.0)
+    return parts[0], depth, kl
+
+
+def save_reconstructions(agent, test: dict[str, np.ndarray], path: Path) -> None:
+    """Held-out frames (top row) and their posterior reconstructions (bottom), 8 steps of one env."""
+    import imageio
+
+    from rlkd.wm_codecs import preprocess
+
+    with torch.no_grad():
+        batch = windows(test, "pixels", 8, np.array([[0, 20]]))
+        recon = agent.wm.loss(batch)[2]["recon"][0]
+    rows = [torch.cat(list(img), 1) for img in (preprocess(batch["obs"][0]), recon)]
+    imageio.imwrite(path, ((torch.cat(rows, 0) + 0.5).clamp(0, 1) * 255).byte().numpy())
+
+
 def run_variant(name: str, updates: int, every: int, out: Path) -> list[dict[str, float]]:
     from rlkd.agents import dreamer
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    key = "state" if name == "state" else "pixels"
-    depth = 8 if name == "state" else int(name.split("-d")[1])
-    cfg = dataclasses.replace(
-        dreamer.DreamerConfig(), **{**dreamer.PRESETS["cpu-pixels"], "cnn_depth": depth}
-    )
+    key, depth, kl = parse_variant(name)
+    scales = {**dreamer.DreamerConfig().loss_scales, "kl": kl}
+    sizes = {**dreamer.PRESETS["cpu-pixels"], "cnn_depth": depth, "loss_scales": scales}
+    cfg = dataclasses.replace(dreamer.DreamerConfig(), **sizes)
     train, test = collect(STEPS, 0), collect(HELD_OUT, 1)
     agent = dreamer.Agent(cfg, train[key].shape[2:], 2)
     opt = dreamer.build_optimizers(agent, cfg)["model"]
@@ -138,6 +162,8 @@ def run_variant(name: str, updates: int, every: int, out: Path) -> list[dict[str
             print(name, json.dumps(rows[-1]), flush=True)
             t0 += time.perf_counter() - t0 - seconds  # evaluation time is not training time
     (out / f"{name}.json").write_text(json.dumps(rows))
+    if key == "pixels":
+        save_reconstructions(agent, test, out / f"{name}_reconstructions.png")
     return rows
 
 
