@@ -10,6 +10,8 @@ clipped surrogate, the same epochs and minibatches:
 
 * ``cartpole``: CartPole-v1, 8 x 128 steps, 4 epochs x 4 minibatches (batch 256), 100k steps;
   rlkd on its default backend (envpool), SB3 on its DummyVecEnv of Gymnasium envs.
+* ``backends``: not SB3 but rlkd's two env backends, the ``cartpole`` settings on envpool (A) and
+  on Gymnasium (B: a sync vector env of ``CartPole-v1`` copies, as ``make_vec`` builds it).
 * ``halfcheetah``: HalfCheetah-v5, 8 x 256 steps, 10 epochs x 32 minibatches (batch 64), 50k
   steps, observation and reward normalisation (rlkd's ``norm_obs``/``norm_reward``, SB3's
   ``VecNormalize``); both on Gymnasium's MuJoCo env.
@@ -33,6 +35,12 @@ CASES = {
     "cartpole": {
         "env": "CartPole-v1", "steps": 100_000, "n_steps": 128, "epochs": 4, "minibatches": 4,
         "lr": 2.5e-4, "gamma": 0.99, "ent": 0.01, "normalize": False, "backend": "auto",
+    },
+    # Not against SB3: rlkd's envpool backend (A) against its Gymnasium backend (B), same PPO.
+    "backends": {
+        "env": "CartPole-v1", "steps": 100_000, "n_steps": 128, "epochs": 4, "minibatches": 4,
+        "lr": 2.5e-4, "gamma": 0.99, "ent": 0.01, "normalize": False, "backend": "envpool",
+        "vs_backend": "gymnasium",
     },
     "halfcheetah": {
         "env": "HalfCheetah-v5", "steps": 50_000, "n_steps": 256, "epochs": 10, "minibatches": 32,
@@ -95,23 +103,27 @@ def main() -> None:
     if args.child:
         sb3_child(args.child)
         return
-    print("| case | steps | rlkd steps/s | SB3 steps/s | rlkd CPU s | SB3 CPU s | speed ratio rlkd/SB3 |")
+    print("| case (A vs B) | steps | A steps/s | B steps/s | A CPU s | B CPU s | speed ratio A/B |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.cases.split(","):
         case = CASES[name]
         walls: dict[str, list[float]] = {"rlkd": [], "sb3": []}
         cpus: dict[str, list[float]] = {"rlkd": [], "sb3": []}
+        label = f"{name} (rlkd vs SB3)"
         for _ in range(args.pairs):
             with tempfile.TemporaryDirectory() as tmp:
-                for who, cmd in (("rlkd", rlkd_cmd(case, Path(tmp) / "run")),
-                                 ("sb3", [sys.executable, __file__, "--child", name])):  # fmt: skip
+                other = [sys.executable, __file__, "--child", name]
+                if "vs_backend" in case:
+                    label = f"{name} (rlkd on {case['backend']} vs on {case['vs_backend']})"
+                    other = rlkd_cmd({**case, "backend": case["vs_backend"]}, Path(tmp) / "run_b")
+                for who, cmd in (("rlkd", rlkd_cmd(case, Path(tmp) / "run")), ("sb3", other)):
                     wall, cpu = timed(cmd, args.core)
                     walls[who].append(wall)
                     cpus[who].append(cpu)
         ratios = [s / r for r, s in zip(walls["rlkd"], walls["sb3"], strict=True)]
         sps = {k: case["steps"] / statistics.median(v) for k, v in walls.items()}
         cpu = {k: statistics.median(v) for k, v in cpus.items()}
-        print(f"| {name} | {case['steps']} | {sps['rlkd']:.0f} | {sps['sb3']:.0f} | {cpu['rlkd']:.1f} | "
+        print(f"| {label} | {case['steps']} | {sps['rlkd']:.0f} | {sps['sb3']:.0f} | {cpu['rlkd']:.1f} | "
               f"{cpu['sb3']:.1f} | {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
-from rlkd.envs.envpool_adapter import EnvpoolVectorEnv, envpool_ids
+from rlkd.envs.envpool_adapter import EnvpoolVectorEnv, envpool_ids, is_envpool_task
 from rlkd.envs.specs import register_spec_file, register_spec_folder
 from rlkd.envs.wrappers import EpisodeStatistics
 
@@ -70,8 +70,8 @@ def resolve_backend(env_id: str, backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise UserError(f"unknown env backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     in_gym = env_id in gymnasium_ids()
-    # Importing envpool costs ~1 s: skip it when the answer cannot be envpool.
-    in_envpool = backend != "gymnasium" and not env_id.startswith("rlkd/") and env_id in envpool_ids()
+    # Importing envpool costs 0.2-1 s: skip it when the answer cannot be envpool.
+    in_envpool = backend != "gymnasium" and not env_id.startswith("rlkd/") and is_envpool_task(env_id)
     if backend == "envpool" and not in_envpool:
         raise UserError(f"envpool has no task {env_id!r}{_suggest(env_id, envpool_ids())}")
     if backend == "gymnasium" and not in_gym:

@@ -14,8 +14,15 @@ envpool's gymnasium API differs from Gymnasium's vector API in ways that matter 
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import json
+import os
+import sys
+import types
 import warnings
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -25,11 +32,36 @@ from gymnasium.vector.utils import batch_space
 
 from rlkd.errors import UserError
 
+TASKS_FILE = Path(__file__).with_name("envpool_tasks.json")  # scripts/envpool_tasks.py writes it
+
 
 @cache
-def _envpool():
+def _families() -> dict[str, str] | None:
+    """Task id -> envpool family (``atari``, ``mujoco.dmc``, ...) when ``envpool_tasks.json`` was
+    written for the installed envpool, else None."""
+    table = json.loads(TASKS_FILE.read_text())
+    try:
+        installed = importlib.metadata.version("envpool")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return table["tasks"] if table["envpool"] == installed else None
+
+
+def _envpool(task_id: str | None = None) -> Any:
+    """envpool, with ``task_id``'s family registered (every family when None or not in the table).
+
+    ``import envpool`` registers all 17 families (~1 s, a tenth of a short CartPole run; jumanji's
+    alone ~0.3 s): with the table, only the family in use is imported.
+    """
+    families = _families()
+    if families is not None and "envpool" not in sys.modules:
+        sys.modules["envpool.entry"] = types.ModuleType("envpool.entry")  # what `import envpool` runs
     import envpool
 
+    if families is not None:
+        wanted = {families[task_id]} if task_id in families else set(families.values())
+        for family in sorted(wanted):
+            importlib.import_module(f"envpool.{family}.registration")
     return envpool
 
 
@@ -41,6 +73,22 @@ def _ids() -> tuple[str, ...]:
 def envpool_ids() -> list[str]:
     """All task ids envpool knows."""
     return list(_ids())
+
+
+def is_envpool_task(task_id: str) -> bool:
+    """Whether envpool has ``task_id``, without registering every family when the table knows."""
+    families = _families()
+    return task_id in families if families is not None else task_id in _ids()
+
+
+def default_threads(num_envs: int) -> int:
+    """envpool worker threads: one per core this process may run on, at most one per env.
+
+    envpool's default (0) is one per core of the machine, which oversubscribes a process pinned to
+    fewer cores (``taskset``, a cgroup, a ``torchrun`` rank per core).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(num_envs, cores))
 
 
 def _flat_space(space: gym.spaces.Dict) -> gym.spaces.Box:
@@ -112,8 +160,9 @@ class EnvpoolVectorEnv(VectorEnv):
             with warnings.catch_warnings():
                 # envpool builds float64 Box bounds that Gymnasium warns about on every construction.
                 warnings.simplefilter("ignore", UserWarning)
-                return _envpool().make_gymnasium(
-                    self._task_id, num_envs=self.num_envs, seed=seed, **self._kwargs
+                kwargs = {"num_threads": default_threads(self.num_envs), **self._kwargs}
+                return _envpool(self._task_id).make_gymnasium(
+                    self._task_id, num_envs=self.num_envs, seed=seed, **kwargs
                 )
         except (TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"envpool cannot make {self._task_id!r} with {self._kwargs}: {exc}") from None

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-from rlkd.envs import make_vec, resolve_backend
+from rlkd.envs import envpool_ids, make_vec, resolve_backend
 from rlkd.envs.specs import register_spec_file
 
 from rlkd.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=["envpool", "gymnasium"])
@@ -116,6 +123,34 @@ def test_backend_choice_and_unknown_ids():
         resolve_backend("CartPole-v1", "ray")
     with pytest.raises(UserError, match="at least 1"):
         make_vec("CartPole-v1", 0, 0)
+
+
+def test_envpool_task_table_is_what_envpool_registers():
+    # A fresh process (this one has imported envpool already): the table in the package equals a
+    # new registration of every family, and making CartPole registers its family alone.
+    code = textwrap.dedent(
+        """
+        import json, subprocess, sys
+        from rlkd.envs import make_vec
+        envs = make_vec("CartPole-v1", 2, 0)
+        families = [m for m in sys.modules if m.startswith("envpool.") and m.endswith(".registration")
+                    and m != "envpool.registration"]
+        loaded = sorted(m[len("envpool."):-len(".registration")] for m in families)
+        print(json.dumps({"loaded": loaded, "threads": envs.unwrapped._env.spec.config.num_threads}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen["loaded"] == ["classic_control"]
+    assert seen["threads"] == min(2, len(os.sched_getaffinity(0)))
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import json, envpool_tasks; print(json.dumps(envpool_tasks.task_table()))"],
+        capture_output=True, text=True, check=True, cwd=ROOT / "scripts",
+    )  # fmt: skip
+    table = json.loads((ROOT / "envs" / "envpool_tasks.json").read_text())
+    assert json.loads(fresh.stdout) == table
+    assert table["tasks"]["CartPole-v1"] == "classic_control" and table["tasks"]["Pong-v5"] == "atari"
+    assert set(table["tasks"]) == set(envpool_ids())  # this process registered everything
 
 
 def test_module_colon_ids_and_yaml_specs(tmp_path):
