@@ -7,7 +7,8 @@ Usage::
         [--out runs/dreamer_bench] [--parallel 2] [--episodes 50]
 
 Trains ``rlkd train --agent dreamer --preset cpu`` (``cpu-pixels`` for reach; one torch thread,
-one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ...), and for ``pendulum``
+one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ..., or sharing every core when
+there are more runs than cores), and for ``pendulum``
 also rlkd PPO with rl-zoo3's tuned Pendulum-v1 hyperparameters (4 envs x 1024 steps, gamma 0.9,
 lr 1e-3, 10 epochs of 64-sample minibatches; without gSDE, which rlkd's PPO lacks). Runs already
 finished in ``--out`` are kept.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -42,7 +44,7 @@ import numpy as np
 
 TASKS = {
     "pendulum": {"env": "Pendulum-v1", "threshold": -300.0, "preset": "cpu", "steps": 30_000},
-    "reach": {"env": "rlkd/PointReach-Pixels-v0", "threshold": None, "preset": "cpu-pixels",
+    "reach": {"env": "rlkd/PointReach-Pixels-v1", "threshold": None, "preset": "cpu-pixels",
               "steps": 12_000},
 }
 PPO_ARGS = ["--agent", "ppo", "--preset", "mujoco", "--num-envs", "4", "--num-steps", "1024",
@@ -82,8 +84,11 @@ def finished(run: Path) -> bool:
 
 
 def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
-    """Run the unfinished jobs, ``parallel`` at a time, each pinned to its own core."""
+    """Run the unfinished jobs, ``parallel`` at a time, each pinned to its own core (more runs than
+    cores share all of them)."""
     todo = [(run, argv) for run, argv in jobs if not finished(run)]
+    cores = sorted(os.sched_getaffinity(0))
+    shared = ",".join(map(str, cores))
     running: dict[int, tuple[subprocess.Popen, Path]] = {}
     while todo or running:
         for core in range(parallel):
@@ -93,9 +98,10 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
                     subprocess.run(["rm", "-rf", str(run)], check=True)  # an unfinished run starts over
                 run.parent.mkdir(parents=True, exist_ok=True)
                 log = open(run.parent / f"{run.name}.log", "w")  # noqa: SIM115 (closed with the process)
-                cmd = ["taskset", "-c", str(core), sys.executable, "-m", "rlkd.cli", "train", *argv]
+                where = str(cores[core]) if parallel <= len(cores) else shared
+                cmd = ["taskset", "-c", where, sys.executable, "-m", "rlkd.cli", "train", *argv]
                 running[core] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), run)
-                print(f"core {core}: {run.name}", flush=True)
+                print(f"cores {where}: {run.name}", flush=True)
         time.sleep(5)
         for core, (proc, run) in list(running.items()):
             if proc.poll() is not None:

@@ -1,13 +1,15 @@
 """Diagnosis of the pixel point-reach gap: how fast DreamerV2's world model learns what imagination
 needs, from state and from 64x64 pixels, on the same random-policy data.
 
-    python bench/bench_reach_model.py [--updates 3000] [--variants state pixels-d8 pixels-d16]
+    python bench/bench_reach_model.py [--updates 3000] [--variants state pixels-d8-red ...]
+    python bench/bench_reach_model.py --summary-only   # the table from the variants' JSON files
 
 Data: ``rlkd/PointReach`` driven by uniformly random actions, 8 envs x 1250 steps for training and
 8 x 250 (other seeds) held out; each step is stored both as the 64x64 frame and as the state
 (agent x, y, target x, y) of the same env, so every variant sees the same trajectories. Each
-variant trains only the world model of ``--agent dreamer --preset cpu-pixels`` (deter 64, stoch
-16, units 64, model lr 1e-3, batch 16 x 16, one torch thread) with ``--cnn-depth`` as named, and
+variant trains only the world model of ``--agent dreamer --preset cpu-pixels`` with deter 64 (its
+value until the probes below; stoch 16, units 64, model lr 1e-3, batch 16 x 16, one torch
+thread), changed as the variant's name says, and
 every ``--eval-every`` updates scores held-out windows of 32 steps:
 
 * ``reward_ev_post``: explained variance of the reward head on the posterior (filtering) states;
@@ -16,9 +18,11 @@ every ``--eval-every`` updates scores held-out windows of 32 steps:
   its horizon), windows crossing an episode start left out;
 * ``kl``: posterior-prior KL (nats per step), as ``world_model/kl_value``.
 
-Variants: ``state``, ``pixels-d8``, ``pixels-d16`` (cnn_depth), ``pixels-d8-kl0.1`` (KL loss scale
-0.1, the official Atari configs' ``kl_scale``; DMC's is 1.0). Pixel variants also write their
-held-out reconstructions after training (``<variant>_reconstructions.png``).
+Variants: ``state``; ``pixels-dN`` (cnn_depth N) with the agent drawn as in
+``rlkd/PointReach-Pixels-v1`` (white), ``-red`` as in ``-v0`` (red), ``-aN`` an N-pixel agent
+(default 7), ``-kl0.1`` KL loss scale 0.1 (the official Atari configs' ``kl_scale``; DMC's is
+1.0), ``-field=value`` any numeric config field (``pixels-deter=200``). Pixel variants also write
+their held-out reconstructions after training (``<variant>_reconstructions.png``).
 
 One seed; a diagnosis, not a learning claim. Writes ``--out``/summary.md.
 """
@@ -35,9 +39,11 @@ import numpy as np
 import torch
 
 STEPS, HELD_OUT, ENVS, CONTEXT, HORIZON = 1250, 250, 8, 8, 15
+VARIANTS = ["state", "pixels-d8-red", "pixels-d16-red", "pixels-d8-red-kl0.1", "pixels-d8", "pixels-d8-a9",
+            "pixels-deter=128", "pixels-deter=200"]  # fmt: skip
 
 
-def collect(steps: int, seed: int) -> dict[str, np.ndarray]:
+def collect(steps: int, seed: int, **pixel_kwargs: object) -> dict[str, np.ndarray]:
     """Random-policy data stored as ``--agent dreamer`` stores it (``agents.dreamer.store``): per env
     and step (ENVS, n, ...) the observation as ``pixels`` and as ``state``, the action that led to
     it, the reward received on arriving, ``is_first``. Two envs (state, pixels), same seed and
@@ -49,7 +55,8 @@ def collect(steps: int, seed: int) -> dict[str, np.ndarray]:
 
     data = {}
     for mode, shape, dtype in (("state", (4,), np.float32), ("pixels", (64, 64, 3), np.uint8)):
-        env = PointReachVectorEnv(ENVS, obs_mode="vector" if mode == "state" else "pixels")
+        kwargs = {"obs_mode": "vector"} if mode == "state" else {"obs_mode": "pixels", **pixel_kwargs}
+        env = PointReachVectorEnv(ENVS, **kwargs)
         replay = Replay(ENVS, ENVS * steps * 2, shape, dtype, 2, 0)
         obs, _ = env.reset(seed=seed)
         for i in range(ENVS):
@@ -109,12 +116,39 @@ def evaluate(agent, test: dict[str, np.ndarray], key: str) -> dict[str, float]:
     }
 
 
-def parse_variant(name: str) -> tuple[str, int, float]:
-    """``state``, ``pixels-d8``, ``pixels-d16-kl0.1`` -> (observation key, cnn_depth, KL scale)."""
+def parse_variant(name: str) -> tuple[str, dict[str, object], dict[str, object]]:
+    """``state``, ``pixels-d8``, ``pixels-d16-red-kl0.1``, ``pixels-d8-a9``, ``pixels-deter=128``
+    -> (observation key, DreamerConfig overrides, env kwargs). ``dN``: cnn_depth N; ``klX``: KL
+    loss scale X; ``red``: the agent drawn red as ``PointReach-Pixels-v0`` did; ``aN``: N pixels
+    wide; ``field=value``: any numeric DreamerConfig field."""
+    from rlkd.envs.reach import RED_AGENT
+
     parts = name.split("-")
-    depth = next((int(p[1:]) for p in parts if p.startswith("d")), 8)
-    kl = next((float(p[2:]) for p in parts if p.startswith("kl")), 1.0)
-    return parts[0], depth, kl
+    cfg: dict[str, object] = {"cnn_depth": 8}
+    env: dict[str, object] = {}
+    for p in parts[1:]:
+        if "=" in p:
+            field, value = p.split("=")
+            cfg[field] = type(getattr(dreamer_config(), field))(float(value))
+        elif p.startswith("kl"):
+            cfg["loss_scales"] = {**dreamer_config().loss_scales, "kl": float(p[2:])}
+        elif p.startswith("d"):
+            cfg["cnn_depth"] = int(p[1:])
+        elif p.startswith("a"):
+            env["agent_px"] = int(p[1:])
+        elif p == "red":
+            env["agent_rgb"] = RED_AGENT
+        else:
+            raise SystemExit(f"error: unknown variant part {p!r} in {name!r}")
+    return parts[0], cfg, env
+
+
+def dreamer_config():
+    from rlkd.agents import dreamer
+
+    # Every variant starts from cpu-pixels as it was when this probe was written (deter 64); the
+    # preset has deter 200 since, which the variant ``pixels-deter=200`` measures.
+    return dataclasses.replace(dreamer.DreamerConfig(), **{**dreamer.PRESETS["cpu-pixels"], "deter": 64})
 
 
 def save_reconstructions(agent, test: dict[str, np.ndarray], path: Path) -> None:
@@ -135,11 +169,9 @@ def run_variant(name: str, updates: int, every: int, out: Path) -> list[dict[str
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    key, depth, kl = parse_variant(name)
-    scales = {**dreamer.DreamerConfig().loss_scales, "kl": kl}
-    sizes = {**dreamer.PRESETS["cpu-pixels"], "cnn_depth": depth, "loss_scales": scales}
-    cfg = dataclasses.replace(dreamer.DreamerConfig(), **sizes)
-    train, test = collect(STEPS, 0), collect(HELD_OUT, 1)
+    key, overrides, env = parse_variant(name)
+    cfg = dataclasses.replace(dreamer_config(), **overrides)
+    train, test = collect(STEPS, 0, **env), collect(HELD_OUT, 1, **env)
     agent = dreamer.Agent(cfg, train[key].shape[2:], 2)
     opt = dreamer.build_optimizers(agent, cfg)["model"]
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -167,20 +199,40 @@ def run_variant(name: str, updates: int, every: int, out: Path) -> list[dict[str
     return rows
 
 
+def write_summary(out: Path, variants: list[str]) -> None:
+    """``summary.md``: one table row per variant and evaluation, from the variants' JSON files."""
+    lines = [
+        "| variant | update | train s | reward EV (posterior) | reward EV (open loop, 15 steps) | KL |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in variants:
+        for row in json.loads((out / f"{name}.json").read_text()):
+            lines.append(
+                f"| {name} | {row['update']} | {row['seconds']} | {row['reward_ev_post']:.2f} | "
+                f"{row['reward_ev_open']:.2f} | {row['kl']:.2f} |"
+            )
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--variants", nargs="+", default=["state", "pixels-d8", "pixels-d16"])
+    parser.add_argument("--variants", nargs="+", default=VARIANTS)
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--out", default="bench/results/reach_model")
     parser.add_argument(
         "--only", default=None, help="run one variant in this process (the parallel runner uses it)"
     )
+    parser.add_argument("--summary-only", action="store_true", help="write the table, train nothing")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.summary_only:
+        write_summary(out, args.variants)
+        return
     if args.only:
         run_variant(args.only, args.updates, args.eval_every, out)
         return
@@ -210,18 +262,7 @@ def main() -> None:
                 running[core] = subprocess.Popen(cmd)
         time.sleep(2)
         running = {c: p for c, p in running.items() if p.poll() is None}
-    lines = [
-        "| variant | update | train s | reward EV (posterior) | reward EV (open loop, 15 steps) | KL |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name in args.variants:
-        for row in json.loads((out / f"{name}.json").read_text()):
-            lines.append(
-                f"| {name} | {row['update']} | {row['seconds']} | {row['reward_ev_post']:.2f} | "
-                f"{row['reward_ev_open']:.2f} | {row['kl']:.2f} |"
-            )
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_summary(out, args.variants)
 
 
 if __name__ == "__main__":

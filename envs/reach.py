@@ -10,7 +10,7 @@ says whether the agent is within ``success_radius`` of the target, so an episode
 success when it *ends* there. Episodes last ``max_episode_steps`` (truncation; nothing terminates).
 
 Observations: ``"vector"`` mode gives (agent x, y, target x, y) floats; ``"pixels"`` mode a
-64x64x3 uint8 frame: dark floor, green target square, red agent square drawn on top.
+64x64x3 uint8 frame: dark floor, green target square, white agent square drawn on top.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-FLOOR, TARGET, AGENT = (40, 40, 40), (40, 200, 60), (230, 50, 40)
+FLOOR, TARGET, AGENT = (40, 40, 40), (40, 200, 60), (255, 255, 255)
+# The agent was red in rlkd/PointReach-Pixels-v0: only ~14 nats of image likelihood per frame, and
+# DreamerV2's world model (DMC KL scale 1.0) learned to leave it out (docs/diswm.md, "Why the pixel
+# world model is slow"). White on the dark floor differs in all three channels.
+RED_AGENT = (230, 50, 40)
 PIXELS = 64
 MARGIN = 5  # pixels between the arena edge and the frame edge, so squares stay inside
 
@@ -39,6 +43,7 @@ class PointReachVectorEnv(VectorEnv):
         success_radius: Distance that counts as reaching the target.
         min_start_distance: Smallest agent-target distance at reset.
         agent_px, target_px: Side of the agent and target squares in pixels.
+        agent_rgb: Colour of the agent square.
         render_mode: ``None`` or ``"rgb_array"`` (the 64x64 frame of env 0).
     """
 
@@ -56,6 +61,7 @@ class PointReachVectorEnv(VectorEnv):
         min_start_distance: float = 0.3,
         agent_px: int = 7,
         target_px: int = 9,
+        agent_rgb: tuple[int, int, int] = AGENT,
         render_mode: str | None = None,
     ) -> None:
         if obs_mode not in ("vector", "pixels"):
@@ -66,6 +72,7 @@ class PointReachVectorEnv(VectorEnv):
         self.max_episode_steps, self.step_size = int(max_episode_steps), float(step_size)
         self.success_radius, self.min_start_distance = float(success_radius), float(min_start_distance)
         self.agent_px, self.target_px = int(agent_px), int(target_px)
+        self.agent_rgb = tuple(int(c) for c in agent_rgb)
         if obs_mode == "pixels":
             self.single_observation_space = spaces.Box(0, 255, (PIXELS, PIXELS, 3), np.uint8)
         else:
@@ -99,7 +106,10 @@ class PointReachVectorEnv(VectorEnv):
         """Observations of envs ``idx``: (n, 4) float32 or (n, 64, 64, 3) uint8."""
         if self.obs_mode == "vector":
             return np.concatenate([self.agent[idx], self.target[idx]], 1).astype(np.float32)
-        return draw_frames(self.agent[idx], self.target[idx], self.agent_px, self.target_px)
+        return self._draw(self.agent[idx], self.target[idx])
+
+    def _draw(self, agent: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return draw_frames(agent, target, self.agent_px, self.target_px, self.agent_rgb)
 
     # ---------------------------------------------------------------- gymnasium API
 
@@ -142,7 +152,7 @@ class PointReachVectorEnv(VectorEnv):
         """The 64x64 frame of env 0, or None without a render mode."""
         if self.render_mode is None:
             return None
-        return draw_frames(self.agent[:1], self.target[:1], self.agent_px, self.target_px)[0]
+        return self._draw(self.agent[:1], self.target[:1])[0]
 
 
 def to_pixel(pos: np.ndarray) -> np.ndarray:
@@ -153,11 +163,17 @@ def to_pixel(pos: np.ndarray) -> np.ndarray:
     return np.stack([col, row], -1).astype(np.int64)
 
 
-def draw_frames(agent: np.ndarray, target: np.ndarray, agent_px: int, target_px: int) -> np.ndarray:
+def draw_frames(
+    agent: np.ndarray,
+    target: np.ndarray,
+    agent_px: int,
+    target_px: int,
+    agent_rgb: tuple[int, int, int] = AGENT,
+) -> np.ndarray:
     """(n, 64, 64, 3) uint8 frames: floor, target square, agent square on top."""
     frames = np.empty((agent.shape[0], PIXELS, PIXELS, 3), np.uint8)
     frames[:] = FLOOR
-    for pos, side, colour in ((target, target_px, TARGET), (agent, agent_px, AGENT)):
+    for pos, side, colour in ((target, target_px, TARGET), (agent, agent_px, agent_rgb)):
         for i, (c, r) in enumerate(to_pixel(pos)):
             lo = side // 2
             frames[i, max(r - lo, 0) : r - lo + side, max(c - lo, 0) : c - lo + side] = colour
@@ -202,8 +218,17 @@ def centre_action(agent: np.ndarray, step_size: float = 0.1) -> np.ndarray:
 
 
 def register_reach_envs() -> None:
-    """Register ``rlkd/PointReach-v0`` (state) and ``rlkd/PointReach-Pixels-v0`` (64x64 pixels)."""
-    for env_id, mode in (("rlkd/PointReach-v0", "vector"), ("rlkd/PointReach-Pixels-v0", "pixels")):
+    """Register ``rlkd/PointReach-v0`` (state) and ``rlkd/PointReach-Pixels-v1`` (64x64 pixels).
+
+    ``rlkd/PointReach-Pixels-v0`` is the first pixel version, with a red agent square
+    (``RED_AGENT``), kept so that runs made with it resume and evaluate as they were.
+    """
+    versions = (
+        ("rlkd/PointReach-v0", {"obs_mode": "vector"}),
+        ("rlkd/PointReach-Pixels-v0", {"obs_mode": "pixels", "agent_rgb": RED_AGENT}),
+        ("rlkd/PointReach-Pixels-v1", {"obs_mode": "pixels"}),
+    )
+    for env_id, kwargs in versions:
         if env_id in gym.registry:
             continue
         gym.register(
@@ -211,5 +236,5 @@ def register_reach_envs() -> None:
             entry_point="rlkd.envs.reach:PointReachEnv",
             vector_entry_point="rlkd.envs.reach:PointReachVectorEnv",
             max_episode_steps=50,
-            kwargs={"obs_mode": mode},
+            kwargs=kwargs,
         )

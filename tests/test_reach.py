@@ -6,7 +6,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from rlkd.envs import make_vec
-from rlkd.envs.reach import AGENT, TARGET, PointReachVectorEnv, centre_action, greedy_action, to_pixel
+from rlkd.envs.reach import (
+    AGENT,
+    RED_AGENT,
+    TARGET,
+    PointReachVectorEnv,
+    centre_action,
+    greedy_action,
+    to_pixel,
+)
 
 
 def run_policy(env_id: str, policy: str, steps: int = 500, n: int = 8) -> tuple[float, float]:
@@ -72,9 +80,12 @@ def test_pixels_show_the_agent_and_target_where_they_are() -> None:
 
 
 def test_single_env_and_registration() -> None:
-    env = gym.make("rlkd/PointReach-Pixels-v0")
+    env = gym.make("rlkd/PointReach-Pixels-v1")
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (64, 64, 3)
+    assert obs.shape == (64, 64, 3) and (obs == AGENT).all(-1).sum() == 49
+    old, _ = gym.make("rlkd/PointReach-Pixels-v0").reset(seed=0)  # v0 drew the agent red
+    assert (old == RED_AGENT).all(-1).sum() == 49 and not (old == AGENT).all(-1).any()
+    assert ((old == RED_AGENT).all(-1) == (obs == AGENT).all(-1)).all()  # same place, same seed
     for _ in range(50):
         obs, reward, term, trunc, info = env.step(env.action_space.sample())
         assert reward <= 0.0 and "is_success" in info
