@@ -202,11 +202,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The CPU preset for 64x64 pixels: one update per env step (a train ratio of 256 replayed steps
     # per env step, the paper's is 500) on 16 x 16 windows and a shorter random prefill, so the
-    # world model gets enough updates within the budget (bench/bench_dreamer.py reach); the
-    # paper's deter 200, whose prior predicts the reward open-loop far better than deter 64 at the
-    # same update cost (the convolutions dominate; bench/bench_reach_model.py).
+    # world model gets enough updates within the budget (bench/bench_dreamer.py reach). deter 200
+    # predicts better open-loop (bench/bench_reach_model.py) but learned no better and ~30% slower
+    # per env step in the agent (docs/diswm.md).
     "cpu-pixels": {
-        "deter": 200, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2, "cnn_depth": 8,
+        "deter": 64, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2, "cnn_depth": 8,
         "batch_size": 16, "batch_length": 16, "model_lr": 1e-3, "actor_lr": 3e-4, "critic_lr": 3e-4,
         "num_envs": 1, "torch_threads": 1, "total_steps": 12_000, "train_every": 1, "prefill": 1_000,
         "log_interval": 500, "checkpoint_interval": 4_000, "image_log_interval": 2_000,

@@ -4,7 +4,7 @@ Usage::
 
     python bench/bench_dreamer.py pendulum [--seeds 1 2 3] [--steps 30000] [--ppo-steps 300000]
     python bench/bench_dreamer.py reach    [--seeds 1 2 3] [--steps 12000]
-        [--out runs/dreamer_bench] [--parallel 2] [--episodes 50]
+        [--out runs/dreamer_bench] [--parallel 2] [--episodes 50] [--env ID] [--train-args "..."]
 
 Trains ``rlkd train --agent dreamer --preset cpu`` (``cpu-pixels`` for reach; one torch thread,
 one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ..., or sharing every core when
@@ -56,7 +56,7 @@ WINDOW = 5_000
 
 def train_jobs(task: str, args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
     """(run folder, rlkd train arguments) of every run of ``task``."""
-    env = TASKS[task]["env"]
+    env = args.env or TASKS[task]["env"]
     out = Path(args.out) / task
     jobs = []
     for seed in args.seeds:
@@ -64,7 +64,7 @@ def train_jobs(task: str, args: argparse.Namespace) -> list[tuple[Path, list[str
         preset = TASKS[task]["preset"]
         jobs.append((run, ["--agent", "dreamer", "--preset", preset, "--env", env, "--seed", str(seed),
                            "--total-steps", str(args.steps or TASKS[task]["steps"]),
-                           "--run-dir", str(run)]))  # fmt: skip
+                           "--run-dir", str(run), *args.train_args.split()]))  # fmt: skip
         if task == "pendulum":
             run = out / f"ppo__{seed}"
             jobs.append((run, [*PPO_ARGS, "--env", env, "--seed", str(seed),
@@ -178,8 +178,7 @@ def make_vec_space(env_id: str) -> object:
     return envs.single_action_space
 
 
-def baselines(task: str, episodes: int) -> dict[str, dict[str, float]]:
-    env = TASKS[task]["env"]
+def baselines(task: str, env: str, episodes: int) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(0)
     space = make_vec_space(env)
     uniform = lambda e, o: rng.uniform(space.low, space.high, (1, *space.shape))  # noqa: E731
@@ -201,12 +200,13 @@ def analyse(task: str, args: argparse.Namespace) -> dict:
     from rlkd.evaluate import evaluate
 
     out = Path(args.out) / task
-    refs = baselines(task, args.episodes)
+    refs = baselines(task, args.env or TASKS[task]["env"], args.episodes)
     threshold = TASKS[task]["threshold"]
     if threshold is None:
         lo, hi = refs["random"]["mean_return"], refs["greedy"]["mean_return"]
         threshold = lo + 0.8 * (hi - lo)
-    summary: dict = {"task": task, "threshold": threshold, "baselines": refs, "agents": {}}
+    summary: dict = {"task": task, "env": args.env or TASKS[task]["env"], "train_args": args.train_args,
+                     "threshold": threshold, "baselines": refs, "agents": {}}  # fmt: skip
     curves = {}
     for agent in ("dreamer", "ppo"):
         runs = [out / f"{agent}__{s}" for s in args.seeds if (out / f"{agent}__{s}").exists()]
@@ -281,6 +281,10 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run and controller")
     parser.add_argument("--analyse-only", action="store_true", help="skip training")
+    parser.add_argument("--env", help="another env id for the task (e.g. rlkd/PointReach-Pixels-v0)")
+    parser.add_argument(
+        "--train-args", default="", help='more rlkd train flags for Dreamer, e.g. "--deter 200"'
+    )
     args = parser.parse_args()
     if not args.analyse_only:
         run_all(train_jobs(args.task, args), args.parallel)
