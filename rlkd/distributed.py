@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -35,6 +36,7 @@ from torch import Tensor
 from rlkd.errors import UserError
 
 T = TypeVar("T")
+M = TypeVar("M", np.ndarray, Tensor)
 
 TIMEOUT = datetime.timedelta(minutes=10)
 """Longest wait in one collective: a rank that stops answering (its machine gone) ends the job
@@ -133,29 +135,29 @@ def average_(tensors: Sequence[Tensor]) -> None:
             t.div_(world().size)
 
 
-def merge_moments(count: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def merge_moments(count: M, mean: M, var: M) -> tuple[M, M, M]:
     """Count, mean and (biased) variance of the union of every rank's batch.
 
-    Each rank gives its own batch's moments; the result, identical on every rank, is what one
-    process would compute from the concatenated batches (up to float rounding): Chan et al.'s
-    parallel combination, applied in rank order.
+    Each rank gives its own batch's moments (tensors, or numpy arrays of CPU statistics); the
+    result, identical on every rank and of the same type, is what one process would compute from the
+    concatenated batches (up to float rounding): Chan et al.'s parallel combination, in rank order.
     """
     if world().size == 1:
         return count, mean, var
-    packed = torch.cat([count.reshape(1), mean.reshape(-1), var.reshape(-1)]).to(mean.dtype)
+    from rlkd.stats import chan_merge  # rlkd.stats imports this module
+
+    as_numpy = not isinstance(mean, Tensor)  # numpy arrays or scalars
+    ts = [torch.as_tensor(np.asarray(v)) if as_numpy else v for v in (count, mean, var)]
+    packed = torch.cat([t.reshape(-1) for t in ts]).to(ts[1].dtype)
     parts = [torch.empty_like(packed) for _ in range(world().size)]
     with _collective():
         dist.all_gather(parts, packed)
-    n, size = parts[0][0], mean.numel()
-    m, v = parts[0][1 : 1 + size], parts[0][1 + size :]
+    size = ts[1].numel()
+    n, m, v = parts[0][0], parts[0][1 : 1 + size], parts[0][1 + size :]
     for p in parts[1:]:
-        n_b, m_b, v_b = p[0], p[1 : 1 + size], p[1 + size :]
-        total = n + n_b
-        delta = m_b - m
-        m = m + delta * n_b / total
-        v = (v * n + v_b * n_b + delta.square() * n * n_b / total) / total
-        n = total
-    return n.reshape(count.shape), m.view_as(mean), v.view_as(var)
+        n, m, v = chan_merge(n, m, v, p[0], p[1 : 1 + size], p[1 + size :])
+    out = n.reshape(ts[0].shape), m.view_as(ts[1]), v.view_as(ts[2])
+    return tuple(t.numpy() for t in out) if as_numpy else out  # type: ignore[return-value]
 
 
 def gather(value: T) -> list[T]:

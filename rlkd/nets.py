@@ -42,6 +42,23 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def layer_chain(*modules: nn.Module) -> list[nn.Module]:
+    """The layers of ``modules`` in call order, nested ``nn.Sequential`` containers opened."""
+    out: list[nn.Module] = []
+    for m in modules:
+        out += layer_chain(*m) if isinstance(m, nn.Sequential) else [m]
+    return out
+
+
+def run_chain(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """``x`` through ``layers`` by their ``forward`` methods: what ``nn.Sequential`` computes, without
+    ``Module.__call__``'s hook dispatch (~4 us a layer on this CPU, a third of a small MLP's forward
+    on a few rows). For modules that carry no hooks, as rlkd's policies."""
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
 class Residual(nn.Module):
     """``x + body(x)``: the RND paper policy's value "extra layer" (CleanRL ``ppo_rnd_envpool.py``)."""
 

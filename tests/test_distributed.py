@@ -26,7 +26,7 @@ from rlkd.cli import main
 from rlkd.errors import UserError
 from rlkd.guard import UpdateGuard
 from rlkd.run import Run
-from rlkd.stats import RunningMeanStd
+from rlkd.stats import RunningMeanStd, chan_merge
 from tests.helpers import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,16 +159,16 @@ def test_running_statistics_agree_on_every_rank(tmp_path):
 
 
 def test_merged_moments_by_hand():
-    """Chan's combination of (n, mean, var) pairs equals the moments of the pooled data."""
+    """Chan's combination of (n, mean, var) pairs equals the moments of the pooled data, on tensors
+    (how merge_moments combines ranks), numpy arrays and floats (RunningMeanStd on the CPU)."""
     a, b = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), torch.tensor([10.0, 20.0], dtype=torch.float64)
     pooled = torch.cat([a, b])
-    n, m, v = 3.0 + 2.0, (6.0 + 30.0) / 5, float(pooled.var(unbiased=False))
-    # What merge_moments does for two ranks, written out (one process has nothing to merge).
-    delta = b.mean() - a.mean()
-    mean = a.mean() + delta * 2 / 5
-    var = (a.var(unbiased=False) * 3 + b.var(unbiased=False) * 2 + delta**2 * 3 * 2 / 5) / 5
-    assert (float(mean), float(var)) == pytest.approx((m, v))
-    assert n == 5
+    m, v = (6.0 + 30.0) / 5, float(pooled.var(unbiased=False))
+    moments = [(3.0, a.mean(), a.var(unbiased=False)), (2.0, b.mean(), b.var(unbiased=False))]
+    for cast in (lambda t: t, lambda t: t.numpy(), float):
+        args = [cast(x) if isinstance(x, torch.Tensor) else x for p in moments for x in p]
+        n, mean, var = chan_merge(*args)
+        assert (n, float(mean), float(var)) == pytest.approx((5.0, m, v))
     assert distributed.merge_moments(torch.tensor(3.0), a.mean(), a.var()) == (3.0, a.mean(), a.var())
 
 

@@ -61,3 +61,44 @@ def test_intrinsic_return_ignores_episode_ends_and_advantages_mix(rollout) -> No
     mixed = 2.0 * (ret_ext - algo.v_ext) + 1.0 * (ret_int - algo.v_int)
     assert torch.allclose(adv, mixed, atol=1e-6)
     assert logs["intrinsic/reward_mean"] == pytest.approx(float(np.mean(r_int)), rel=1e-5)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_policy_distribution_matches_torch_distributions(discrete: bool) -> None:
+    """The written-out categorical and Gaussian (sample, evaluate) against torch.distributions."""
+    from rlkd.agents.ppo import Agent
+    from torch.distributions import Categorical, Normal
+
+    torch.manual_seed(0)
+    space = gym.spaces.Discrete(3) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    agent = Agent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), space, 16, int_head=False)
+    with torch.no_grad():  # a policy far from uniform, so that errors would show
+        agent.actor.weight.mul_(300.0)
+        if not discrete:
+            agent.actor_logstd.copy_(torch.tensor([[-1.5, 0.7]]))
+    x = torch.randn(64, 4)
+    out = agent.actor(agent.actor_body(x))
+    dist = Categorical(logits=out) if discrete else Normal(out, agent.actor_logstd.expand_as(out).exp())
+    torch.manual_seed(5)
+    ref_action = dist.sample()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        action, logp, v_ext, v_int = agent.sample(x)
+    assert torch.equal(action, ref_action)  # the same draw from the same random numbers
+    ref_logp = dist.log_prob(action) if discrete else dist.log_prob(action).sum(-1)
+    torch.testing.assert_close(logp, ref_logp)
+    new_logp, entropy, new_ext, _ = agent.evaluate(x, action)
+    ref_ent = dist.entropy() if discrete else dist.entropy().sum(-1)
+    torch.testing.assert_close(new_logp, ref_logp)
+    torch.testing.assert_close(entropy, ref_ent)
+    torch.testing.assert_close(new_ext, agent.critic_ext(agent.critic_body(x)).squeeze(-1))
+    assert torch.equal(v_int, torch.zeros(64)) and torch.equal(v_ext, new_ext.detach())
+    # Gradients reach the log-std through log-prob and entropy as through torch's formulas.
+    if not discrete:
+        (new_logp.sum() + entropy.sum()).backward()
+        ours = agent.actor_logstd.grad.clone()
+        agent.zero_grad()
+        (dist.log_prob(action).sum() + dist.entropy().sum()).backward()
+        torch.testing.assert_close(ours, agent.actor_logstd.grad)
+    deterministic = agent.sample(x, deterministic=True)[0]
+    assert torch.equal(deterministic, out.argmax(-1) if discrete else out)
