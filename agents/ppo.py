@@ -315,14 +315,14 @@ class Agent(nn.Module):
 
     def values(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(B, *obs)`` -> extrinsic and intrinsic values ``(B,)`` (intrinsic zeros without a head)."""
-        f = self._features(x)
-        return self._values(f, f[:, 0])
+        return self._values(self._features(x))
 
-    def _values(self, f: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    def _values(self, f: Tensor) -> tuple[Tensor, Tensor]:
         h = run_chain(self._critic_path, f)
-        heads = self.critic_ext, self.critic_int
-        v_int = heads[1].forward(h).squeeze(-1) if heads[1] is not None else torch.zeros_like(like)
-        return self.critic_ext.forward(h).squeeze(-1), v_int
+        v_ext = self.critic_ext.forward(h).squeeze(-1)
+        if self.critic_int is None:
+            return v_ext, h.new_zeros(h.shape[0])
+        return v_ext, self.critic_int.forward(h).squeeze(-1)
 
     def _actor_out(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-probabilities of every action ``(B, n)`` (discrete) or the Gaussian mean ``(B, d)``; the
@@ -354,7 +354,7 @@ class Agent(nn.Module):
             std = logstd.exp().expand_as(out)
             action = out if deterministic else torch.normal(out, std)  # Normal.sample's draw
             logp = gaussian_log_prob(action, out, logstd)
-        return (action, logp, *self._values(f, logp))
+        return (action, logp, *self._values(f))
 
     def evaluate(self, x: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Score rollout actions (the update): log-prob, entropy, value_ext, value_int, each ``(B,)``."""
@@ -366,7 +366,7 @@ class Agent(nn.Module):
         else:
             logp = gaussian_log_prob(action, out, logstd)
             ent = (0.5 + 0.5 * math.log(2 * math.pi) + logstd).sum(-1).expand(out.shape[0])
-        return (logp, ent, *self._values(f, logp))
+        return (logp, ent, *self._values(f))
 
 
 def gaussian_log_prob(action: Tensor, mean: Tensor, logstd: Tensor) -> Tensor:
@@ -552,7 +552,7 @@ class PPO:
             if cfg.anneal_lr:
                 self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
             self.clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
-        with torch.no_grad():
+        with torch.inference_mode():  # lighter than no_grad; only copies of these tensors are kept
             x = self.prep(obs, self.device, update=True)
             action, logp, value_ext, value_int = act_checked(self.agent, x, step)
         self.obs_buf[t], self.actions[t], self.logprobs[t] = x, action, logp
