@@ -699,15 +699,14 @@ class PPO:
                 # autograd op, not per number. Without an entropy bonus its term stays out of the graph.
                 total = pg_sum - cfg.ent_coef * entropy_sum if cfg.ent_coef else pg_sum
                 loss = (total + cfg.vf_coef * v_sum) / minibatch_size
-                with torch.no_grad():
-                    terms = {"policy": pg_sum, "value": v_sum, "entropy": entropy_sum}
-                    terms = {k: v / minibatch_size for k, v in terms.items()}
+                # Sums (divided for the log at the end); the guard's finiteness check is the same.
+                terms = {"policy": pg_sum, "value": v_sum, "entropy": entropy_sum}
                 if self.intrinsic is not None:
                     predictor = self.intrinsic.loss(b_next.index_select(0, mb))["predictor"]
                     terms["predictor"] = predictor
                     loss = loss + predictor
-                with torch.no_grad():
-                    terms["clipped"] = torch.count_nonzero((ratio - 1.0).abs() > self.clip)
+                with torch.no_grad():  # ratios outside [1 - clip, 1 + clip]: those the clamp moved
+                    terms["clipped"] = torch.count_nonzero(clipped != ratio)
                 self.optimizer.zero_grad()
                 loss.backward()
                 terms = self.all_reduce(terms)
@@ -721,9 +720,9 @@ class PPO:
             if cfg.target_kl and approx_kl > cfg.target_kl:
                 break
         return {
-            "losses/policy_loss": float(terms["policy"]),
-            "losses/value_loss": float(terms["value"]),
-            "losses/entropy": float(terms["entropy"]),
+            "losses/policy_loss": float(terms["policy"]) / minibatch_size,
+            "losses/value_loss": float(terms["value"]) / minibatch_size,
+            "losses/entropy": float(terms["entropy"]) / minibatch_size,
             "losses/approx_kl": float(approx_kl[0]),
             "losses/clipfrac": float(np.mean(clipfracs)),
             **stats,

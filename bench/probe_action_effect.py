@@ -19,8 +19,11 @@ trained runs, how well the *prior's* one-step reward prediction follows the true
    mean of 8 imagined rollouts) and of its critic part (the slow critic's value of the next
    state), and the regret (best true reward on the grid minus the true
    reward) of the model's best grid action, of the actor's action and of a uniformly random grid
-   action. Medians over latents, per
-   checkpoint, and the fraction of the actor's action components at the bounds (|a| > 0.99).
+   action. Medians over latents, per checkpoint; and the fraction of the actor's action components
+   at the bounds (|a| > 0.99).
+4. Over all latents: the correlation of the slow critic's value with the discounted return of the
+   straight-to-target controller from the true state (does the critic know that states near the
+   target are better?).
 
 A model that ignores the action gives correlation ~0 and spread ratio ~0; one whose prior carries
 the move but not the target gives a spread but no correlation.
@@ -63,6 +66,17 @@ def collect(policy, env, episodes: int, seed: int) -> list[tuple[dict, np.ndarra
     return out
 
 
+def greedy_value(agent: np.ndarray, target: np.ndarray, step: float, gamma: float, steps: int = 400) -> float:
+    """Discounted return from (agent, target) of the straight-to-target controller, no time limit
+    (a Dreamer critic sees no clock): what a good critic's value should rank states by."""
+    pos, total = agent.copy(), 0.0
+    for k in range(steps):
+        move = np.clip((target - pos) / step, -1.0, 1.0)
+        pos = np.clip(pos + step * move, 0.0, 1.0)
+        total += gamma**k * -float(np.linalg.norm(pos - target))
+    return total
+
+
 def return_gradient(agent, latent: dict, action: np.ndarray, rollouts: int) -> tuple[np.ndarray, np.ndarray]:
     """Gradients with respect to the first action of what the actor maximises from ``latent``: the
     imagined lambda-return (``Behaviour.losses``: sampled prior, the actor after the first step, the
@@ -103,7 +117,11 @@ def probe(agent, samples, step: float, rollouts: int = 8) -> dict[str, float]:
         [] for _ in range(8)
     )
     grid = torch.as_tensor(GRID, dtype=torch.float32)
+    critic_values, good_values = [], []
     for latent, pos, goal, act in samples:
+        with torch.no_grad():
+            critic_values.append(float(agent.behaviour.slow_critic(RSSM.feat(latent)).squeeze()))
+        good_values.append(greedy_value(pos, goal, step, agent.behaviour.discount))
         with torch.no_grad():
             start = {k: v.expand(len(GRID), -1) for k, v in latent.items()}
             imagined = reward(RSSM.feat(rssm.img_step(start, grid, sample=False))).squeeze(-1).numpy()
@@ -135,6 +153,7 @@ def probe(agent, samples, step: float, rollouts: int = 8) -> dict[str, float]:
         "model_regret": float(np.median(model_regret)),
         "actor_regret": float(np.median(actor_regret)),
         "random_regret": float(np.median(random_regret)),
+        "value_corr": float(np.corrcoef(critic_values, good_values)[0, 1]),
         "saturated": float(np.mean([np.abs(act) > 0.99 for *_, act in samples])),
         "latents": len(samples),
     }

@@ -77,6 +77,9 @@ class World:
         return self.rank == 0
 
 
+_ALONE = World()
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun / ``torch.distributed.run`` with more than one rank."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -85,7 +88,7 @@ def launched() -> bool:
 def world() -> World:
     """This process's place in the job (rank 0 of 1 outside a distributed job)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return World()
+        return _ALONE  # called at every env step by the statistics: no new object each time
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
