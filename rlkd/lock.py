@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from rlkd.errors import UserError
@@ -35,7 +36,7 @@ class RunLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
+            holder = _holder(self._fd)
             os.close(self._fd)
             self._fd = None
             raise UserError(
@@ -50,3 +51,14 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
+
+
+def _holder(fd: int) -> str:
+    """What the lock file says holds it. The holder writes it just after taking the lock, so an
+    empty file is read again for up to 0.5 s before falling back to "another process"."""
+    for _ in range(50):
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return "another process"
