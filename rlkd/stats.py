@@ -56,7 +56,8 @@ class RunningMeanStd(nn.Module):
             batch = np.float64(xs.shape[0]), xs.mean(axis=0), xs.var(axis=0)
             stats = self.count.numpy(), self.mean.numpy(), self.var.numpy()
         else:
-            xt = x.to(device=self.mean.device, dtype=torch.float64).reshape(-1, *self.mean.shape)
+            xt = torch.as_tensor(x, device=self.mean.device, dtype=torch.float64)
+            xt = xt.reshape(-1, *self.mean.shape)
             n = torch.tensor(float(xt.shape[0]), dtype=torch.float64, device=xt.device)
             batch = n, xt.mean(dim=0), xt.var(dim=0, unbiased=False)
             stats = self.count, self.mean, self.var
@@ -118,8 +119,8 @@ class DiscountedReturnScaler(nn.Module):
             dones = _float64_numpy(dones) if dones is not None else None
         else:
             returns = self.returns
-            rewards = rewards.to(device=returns.device, dtype=torch.float64)
-            dones = dones.to(rewards) if dones is not None else None
+            rewards = torch.as_tensor(rewards, device=returns.device, dtype=torch.float64)
+            dones = torch.as_tensor(dones, device=returns.device).to(rewards) if dones is not None else None
         out = rewards * 0.0
         ret = returns * 1.0
         for t in range(rewards.shape[0]):

@@ -17,7 +17,7 @@ def test_running_moments_equal_pooled_data_on_both_paths() -> None:
     large = [torch.randn(20_000, 4, generator=g) * 3 + 1 for _ in range(2)]  # 80k numbers: torch
     data = torch.cat(small + large).double()
     fed = RunningMeanStd((4,))
-    for batch in small + large:
+    for batch in [*small, large[0], large[1].numpy()]:  # numpy input on the torch path too
         fed.update(batch)
     # The pseudo-count: 1e-4 samples of mean 0 and variance 1.
     n0, n = 1e-4, data.shape[0]
