@@ -503,7 +503,8 @@ class PPO:
         int_head = self.intrinsic is not None
         self.agent = Agent(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net).to(device)
         self.prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(device)
-        self.reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True).to(device)
+        # On the host whatever the device: rewards arrive as numpy arrays, one small batch per step.
+        self.reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True)
         # The intrinsic target network is frozen: only parameters that require grad are optimized.
         self.agent_params = list(self.agent.parameters())
         predictor = self.intrinsic.parameters() if self.intrinsic is not None else []
@@ -528,9 +529,10 @@ class PPO:
         self.next_obs_buf = torch.zeros_like(self.obs_buf) if self.intrinsic is not None else None
         act_dtype = torch.long if self.agent.discrete else torch.float32
         self.actions = torch.zeros((T, N, *action_space.shape), dtype=act_dtype, device=device)
-        self.logprobs, self.rewards, self.terminated, self.ended, self.v_ext, self.v_int, self.boot_ext = (
-            torch.zeros((T, N), device=device) for _ in range(7)
-        )
+        self.logprobs, self.v_ext, self.v_int = (torch.zeros((T, N), device=device) for _ in range(3))
+        # Rewards, terminated, ended and the bootstrap values of time-limit cuts (4, T, N): the env's
+        # per-step numpy output is kept on the host and moved to the device once per rollout.
+        self.step_scalars = np.zeros((4, T, N), np.float32)
         self.int_acc = torch.zeros(N, device=device)  # running intrinsic return of each env's episode
         self.last_obs: np.ndarray | None = None
 
@@ -562,26 +564,24 @@ class PPO:
     def observe(self, tr: loop.Transition, step: int) -> None:
         t, dev = self.t, self.device
         done = np.logical_or(tr.terminated, tr.truncated)
-        reward_t = torch.as_tensor(tr.reward, dtype=torch.float32, device=dev)
+        reward = np.asarray(tr.reward, dtype=np.float32)
         if self.cfg.norm_reward:
-            self.reward_scaler.update(reward_t[None], torch.as_tensor(done, device=dev)[None])
-            reward_t = self.reward_scaler.scale(reward_t).clamp(-10.0, 10.0)
-        self.rewards[t] = reward_t
-        self.terminated[t] = torch.as_tensor(tr.terminated, dtype=torch.float32, device=dev)
-        self.ended[t] = torch.as_tensor(done, dtype=torch.float32, device=dev)
+            self.reward_scaler.update(reward[None], done[None])
+            reward = np.clip(self.reward_scaler.scale(reward), -10.0, 10.0)
+        rewards, terminated, ended, boot_ext = self.step_scalars
+        rewards[t], terminated[t], ended[t], boot_ext[t] = reward, tr.terminated, done, 0.0
         if self.next_obs_buf is not None:
             # The bonus is measured on the observation the stream continues from: at an episode
             # end that is the next episode's first one, as in the RND reference code. Scoring the
             # terminal observation instead pays the agent for crashing somewhere new.
             self.next_obs_buf[t] = torch.as_tensor(tr.next_obs, device=dev)
-        self.boot_ext[t] = 0.0
         cut = np.logical_and(tr.truncated, ~tr.terminated)
         if cut.any():
             real_next = final_observations(tr.info, tr.next_obs)
             # Bootstrap the time limit with the value of the observation it cut off.
             with torch.no_grad():
                 boot = self.agent.values(self.prep(real_next[cut], dev, update=False))[0]
-            self.boot_ext[t, torch.as_tensor(cut, device=dev)] = boot
+            boot_ext[t, cut] = boot.cpu().numpy()
         self.t += 1
         self.last_obs = tr.next_obs
 
@@ -603,11 +603,10 @@ class PPO:
         """(advantages, extrinsic returns, intrinsic returns, intrinsic logs), each (T, N)."""
         cfg = self.cfg
         last_ext, last_int = self.agent.values(self.prep(self.last_obs, self.device, update=False))
+        rewards, terminated, ended, boot_ext = torch.from_numpy(self.step_scalars).to(self.device).unbind(0)
         next_ext = torch.cat([self.v_ext[1:], last_ext[None]])
-        next_ext = torch.where(self.ended.bool(), self.boot_ext, next_ext)
-        adv_ext = gae(
-            self.rewards, self.v_ext, next_ext, self.terminated, self.ended, cfg.gamma, cfg.gae_lambda
-        )
+        next_ext = torch.where(ended.bool(), boot_ext, next_ext)
+        adv_ext = gae(rewards, self.v_ext, next_ext, terminated, ended, cfg.gamma, cfg.gae_lambda)
         ret_ext = adv_ext + self.v_ext
         if self.intrinsic is None:
             return adv_ext, ret_ext, torch.zeros_like(ret_ext), {}
@@ -623,7 +622,7 @@ class PPO:
         ended_returns: list[float] = []  # diagnostics only: the intrinsic return of each finished episode
         for t in range(len(stream.rewards)):
             self.int_acc += stream.rewards[t]
-            done_t = self.ended[t].bool()
+            done_t = ended[t].bool()
             ended_returns.extend(self.int_acc[done_t].tolist())
             self.int_acc[done_t] = 0.0
         if ended_returns:
@@ -663,7 +662,7 @@ class PPO:
         update in expectation, not the same numbers as one process.
         """
         cfg, world = self.cfg, self.world
-        local_size = self.rewards.numel()
+        local_size = self.logprobs.numel()
         batch_size = local_size * world.size
         minibatch_size = batch_size // cfg.num_minibatches
         b_obs = self.obs_buf.reshape(local_size, *self.obs_space.shape)
@@ -674,6 +673,11 @@ class PPO:
         b_scalars = torch.stack([c.reshape(-1) for c in columns])
         clipfracs: list[float] = []
         stats: dict[str, float] = {}
+        # Constants of the loss as tensors: a Python number operand is wrapped into a new tensor at
+        # every op, which costs more than the op on a minibatch of 64. The 1/2 of the squared value
+        # error goes into its coefficient (exact: a power of two).
+        vf_coef, ent_coef = torch.tensor(0.5 * cfg.vf_coef), torch.tensor(cfg.ent_coef)
+        count = torch.tensor(float(minibatch_size))
         for _epoch in range(cfg.update_epochs):
             perm = torch.randperm(batch_size, generator=self.batch_rng).to(self.device)
             for start in range(0, batch_size, minibatch_size):
@@ -689,16 +693,16 @@ class PPO:
                     mb_adv = normalize(mb_adv, minibatch_size)
                 neg_adv = -mb_adv
                 clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
-                pg_sum = torch.max(neg_adv * ratio, neg_adv * clipped).sum()
+                pg_sum = larger(neg_adv * ratio, neg_adv * clipped).sum()
                 v_clip = self.clip if cfg.clip_vloss else None
-                v_err = value_loss(new_ext, mb_ret_ext, mb_v_ext, v_clip)
+                v_err = value_sq_error(new_ext, mb_ret_ext, mb_v_ext, v_clip)
                 if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
-                    v_err = v_err + value_loss(new_int, mb_ret_int, mb_v_int, None)
+                    v_err = v_err + value_sq_error(new_int, mb_ret_int, mb_v_int, None)
                 v_sum, entropy_sum = v_err.sum(), entropy.sum()
                 # Sums over the minibatch and one division: on small networks the update costs per
                 # autograd op, not per number. Without an entropy bonus its term stays out of the graph.
-                total = pg_sum - cfg.ent_coef * entropy_sum if cfg.ent_coef else pg_sum
-                loss = (total + cfg.vf_coef * v_sum) / minibatch_size
+                total = pg_sum - ent_coef * entropy_sum if cfg.ent_coef else pg_sum
+                loss = (total + vf_coef * v_sum) / count
                 # Sums (divided for the log at the end); the guard's finiteness check is the same.
                 terms = {"policy": pg_sum, "value": v_sum, "entropy": entropy_sum}
                 if self.intrinsic is not None:
@@ -721,7 +725,7 @@ class PPO:
                 break
         return {
             "losses/policy_loss": float(terms["policy"]) / minibatch_size,
-            "losses/value_loss": float(terms["value"]) / minibatch_size,
+            "losses/value_loss": 0.5 * float(terms["value"]) / minibatch_size,
             "losses/entropy": float(terms["entropy"]) / minibatch_size,
             "losses/approx_kl": float(approx_kl[0]),
             "losses/clipfrac": float(np.mean(clipfracs)),
@@ -806,13 +810,21 @@ def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:
         raise UserError(msg) from None
 
 
-def value_loss(new: Tensor, returns: Tensor, old: Tensor, clip: float | None) -> Tensor:
-    """Per-sample squared value error ``(B,)``, clipped to ``old +- clip`` around the rollout's
-    values if ``clip`` is given (PPO reference code)."""
+def value_sq_error(new: Tensor, returns: Tensor, old: Tensor, clip: float | None) -> Tensor:
+    """Per-sample squared value error ``(B,)`` (twice PPO's value loss), clipped to ``old +- clip``
+    around the rollout's values if ``clip`` is given (PPO reference code)."""
     if clip is None:
-        return 0.5 * (new - returns).square()
+        return (new - returns).square()
     clipped = old + torch.clamp(new - old, -clip, clip)
-    return 0.5 * torch.max((new - returns).square(), (clipped - returns).square())
+    return larger((new - returns).square(), (clipped - returns).square())
+
+
+def larger(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.max(a, b)``, with ties resolved to ``a``: the same values, and the same gradients
+    wherever the two inputs of a tie have the same derivative (PPO's clipped terms inside the clip
+    range), where torch's backward gives each half; a select is cheaper to differentiate than the
+    elementwise maximum, whose backward is the largest node of a small network's loss."""
+    return torch.where(a >= b, a, b)
 
 
 def normalize(adv: Tensor, count: int) -> Tensor:

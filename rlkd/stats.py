@@ -45,26 +45,32 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64))
 
-    @torch.no_grad()
     def update(self, x: Tensor | np.ndarray) -> None:
         """Fold a batch ``x`` of shape ``(B, *shape)`` into the statistics."""
-        if _small_cpu(self.mean, x):
-            # Through numpy views of the buffers: the same float64 arithmetic at a third of torch's
-            # cost per call on small arrays (observation and reward statistics update at every env
-            # step). Large batches (images) and other devices stay with torch (threads, GPUs).
-            xs = _float64_numpy(x).reshape(-1, *self.mean.shape)
-            batch = np.float64(xs.shape[0]), xs.mean(axis=0), xs.var(axis=0)
-            stats = self.count.numpy(), self.mean.numpy(), self.var.numpy()
+        if not _small_cpu(self.mean, x):  # large batches (images) and other devices: torch
+            with torch.no_grad():
+                xt = torch.as_tensor(x, device=self.mean.device, dtype=torch.float64)
+                xt = xt.reshape(-1, *self.mean.shape)
+                n = torch.tensor(float(xt.shape[0]), dtype=torch.float64, device=xt.device)
+                batch = n, xt.mean(dim=0), xt.var(dim=0, unbiased=False)
+                _merge_into((self.count, self.mean, self.var), batch)
+            return
+        # Through numpy views of the buffers: the same float64 arithmetic at a third of torch's cost
+        # per call on small arrays (observation and reward statistics update at every env step).
+        xs = _float64_numpy(x).reshape(-1, *self.mean.shape)
+        batch = np.float64(xs.shape[0]), xs.mean(axis=0), xs.var(axis=0)
+        if self.mean.dim() == 0:  # scalar statistics (reward scaling): see _update_scalar
+            self._update_scalar(batch)
         else:
-            xt = torch.as_tensor(x, device=self.mean.device, dtype=torch.float64)
-            xt = xt.reshape(-1, *self.mean.shape)
-            n = torch.tensor(float(xt.shape[0]), dtype=torch.float64, device=xt.device)
-            batch = n, xt.mean(dim=0), xt.var(dim=0, unbiased=False)
-            stats = self.count, self.mean, self.var
-        # In a distributed job every rank folds in the union of all ranks' batches (rlkd.distributed).
-        merged = chan_merge(*stats, *distributed.merge_moments(*batch))
-        for buffer, value in zip(stats, merged, strict=True):
-            buffer[...] = value
+            _merge_into((self.count.numpy(), self.mean.numpy(), self.var.numpy()), batch)
+
+    def _update_scalar(self, batch: tuple[np.float64, np.float64, np.float64]) -> None:
+        """Merge batch moments into scalar statistics in Python floats: the same float64 arithmetic as
+        numpy's 0-d arrays, whose per-operation overhead made this merge most of a step's reward scaling."""
+        own = float(self.count), float(self.mean), float(self.var)
+        merged = chan_merge(*own, *(float(v) for v in distributed.merge_moments(*batch)))
+        for buffer, value in zip((self.count, self.mean, self.var), merged, strict=True):
+            buffer.fill_(value)
 
     def normalize(self, x: Tensor, clip: float | None = None, epsilon: float = 1e-8) -> Tensor:
         """Return ``(x - mean) / sqrt(var + eps)``, optionally clipped to ``[-clip, clip]``; no update."""
@@ -105,7 +111,6 @@ class DiscountedReturnScaler(nn.Module):
         self.register_buffer("returns", torch.zeros(num_envs, dtype=torch.float64))
         self.stats = RunningMeanStd(())
 
-    @torch.no_grad()
     def update(self, rewards: Tensor | np.ndarray, dones: Tensor | np.ndarray | None = None) -> None:
         """Run the discounted return over ``rewards`` of shape ``(T, N)`` and update the variance.
 
@@ -117,10 +122,16 @@ class DiscountedReturnScaler(nn.Module):
         if self.returns.is_cpu:  # numpy views, for the per-step cost (see RunningMeanStd.update)
             returns, rewards = self.returns.numpy(), _float64_numpy(rewards)
             dones = _float64_numpy(dones) if dones is not None else None
+            self._run_returns(returns, rewards, dones)
         else:
-            returns = self.returns
-            rewards = torch.as_tensor(rewards, device=returns.device, dtype=torch.float64)
-            dones = torch.as_tensor(dones, device=returns.device).to(rewards) if dones is not None else None
+            with torch.no_grad():
+                rewards = torch.as_tensor(rewards, device=self.returns.device, dtype=torch.float64)
+                if dones is not None:
+                    dones = torch.as_tensor(dones, device=rewards.device).to(rewards)
+                self._run_returns(self.returns, rewards, dones)
+
+    def _run_returns(self, returns: T, rewards: T, dones: T | None) -> None:
+        """``update`` on (N,) running returns and (T, N) rewards and dones, arrays or tensors alike."""
         out = rewards * 0.0
         ret = returns * 1.0
         for t in range(rewards.shape[0]):
@@ -131,9 +142,20 @@ class DiscountedReturnScaler(nn.Module):
         returns[...] = ret
         self.stats.update(out.reshape(-1))
 
-    def scale(self, rewards: Tensor, epsilon: float = 1e-8) -> Tensor:
-        """Divide ``rewards`` by the running std of the discounted return (no mean shift)."""
+    def scale(self, rewards: T, epsilon: float = 1e-8) -> T:
+        """Divide ``rewards`` (a tensor or numpy array) by the running std of the discounted return
+        (no mean shift); the std is computed in float64 and rounded to the rewards' dtype."""
+        if isinstance(rewards, np.ndarray):
+            return rewards / np.sqrt(self.stats.var.numpy(force=True) + epsilon).astype(rewards.dtype)
         return rewards / torch.sqrt(self.stats.var + epsilon).to(rewards.dtype)
+
+
+def _merge_into(stats: tuple[T, T, T], batch: tuple[T, T, T]) -> None:
+    """Fold a batch's (count, mean, var) into the arrays or tensors ``stats``, in place. In a
+    distributed job every rank folds in the union of all ranks' batches (rlkd.distributed)."""
+    merged = chan_merge(*stats, *distributed.merge_moments(*batch))
+    for buffer, value in zip(stats, merged, strict=True):
+        buffer[...] = value
 
 
 def _float64_numpy(x: Tensor | np.ndarray) -> np.ndarray:

@@ -27,12 +27,13 @@ def rollout() -> tuple[PPO, dict[str, torch.Tensor]]:
                     ext_coef=2.0, int_coef=1.0, num_minibatches=1, total_steps=4)  # fmt: skip
     algo = PPO(cfg, gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(2))
     col = lambda *v: torch.tensor(v, dtype=torch.float32)[:, None]  # noqa: E731  (T,) -> (T, N=1)
-    algo.rewards[:] = col(1.0, 2.0, 3.0, 4.0)
+    rewards, terminated, ended, boot_ext = algo.step_scalars  # (T, N) numpy views
+    rewards[:] = col(1.0, 2.0, 3.0, 4.0)
     algo.v_ext[:] = col(0.5, 0.5, 0.5, 0.5)
     algo.v_int[:] = col(0.1, 0.2, 0.3, 0.4)
-    algo.ended[:] = col(0.0, 1.0, 1.0, 0.0)
-    algo.terminated[:] = col(0.0, 0.0, 1.0, 0.0)
-    algo.boot_ext[:] = col(0.0, 10.0, 0.0, 0.0)  # V(final obs) of the truncated step
+    ended[:] = col(0.0, 1.0, 1.0, 0.0)
+    terminated[:] = col(0.0, 0.0, 1.0, 0.0)
+    boot_ext[:] = col(0.0, 10.0, 0.0, 0.0)  # V(final obs) of the truncated step
     algo.next_obs_buf[:] = torch.randn(4, 1, 3)
     algo.last_obs = np.random.default_rng(0).normal(size=(1, 3)).astype(np.float32)
     last_ext, last_int = algo.agent.values(torch.as_tensor(algo.last_obs))
@@ -102,3 +103,20 @@ def test_policy_distribution_matches_torch_distributions(discrete: bool) -> None
         torch.testing.assert_close(ours, agent.actor_logstd.grad)
     deterministic = agent.sample(x, deterministic=True)[0]
     assert torch.equal(deterministic, out.argmax(-1) if discrete else out)
+
+
+def test_larger_has_torch_max_values_and_clipped_objective_gradients() -> None:
+    """``larger`` (a select) in place of ``torch.max`` in PPO's clipped surrogate: the same loss and
+    the same gradient with respect to the log-ratio, ties inside the clip range included."""
+    from rlkd.agents.ppo import larger
+
+    g = torch.Generator().manual_seed(0)
+    logratio = torch.cat([torch.randn(60, generator=g) * 0.3, torch.zeros(4)]).requires_grad_(True)
+    neg_adv = -torch.randn(64, generator=g)
+    grads = []
+    for pick in (torch.max, larger):
+        ratio = logratio.exp()
+        loss = pick(neg_adv * ratio, neg_adv * ratio.clamp(0.8, 1.2)).sum()
+        grads.append((loss.detach(), torch.autograd.grad(loss, logratio)[0]))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    assert (grads[1][1] == 0).any() and (grads[1][1] != 0).any()  # both clipped and free samples

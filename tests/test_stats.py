@@ -60,3 +60,23 @@ def test_discounted_return_scaler_by_hand() -> None:
     assert scaler.returns.tolist() == [4.75, 2.0]
     expected = torch.tensor([2.0 / np.sqrt(var + 1e-8)], dtype=torch.float32)
     assert torch.allclose(scaler.scale(torch.tensor([2.0])), expected)
+
+
+def test_scalar_statistics_and_numpy_scaling_equal_the_array_paths() -> None:
+    """Scalar statistics merge in Python floats, (1,)-shaped ones through numpy arrays: the same
+    float64 arithmetic, so the same bits; scaling a numpy reward array equals scaling the tensor."""
+    rng = np.random.default_rng(1)
+    scalar, vector = RunningMeanStd(()), RunningMeanStd((1,))
+    for _ in range(20):
+        batch = rng.normal(3.0, 2.0, size=8)
+        scalar.update(batch)
+        vector.update(batch[:, None])
+    for name in ("count", "mean", "var"):
+        assert getattr(scalar, name).item() == getattr(vector, name).reshape(-1)[0].item()
+    scaler = DiscountedReturnScaler(num_envs=8, gamma=0.99, episodic=True)
+    for _ in range(10):
+        scaler.update(rng.normal(size=(1, 8)), rng.random((1, 8)) < 0.2)
+    rewards = rng.normal(size=8).astype(np.float32)
+    scaled = scaler.scale(rewards)
+    assert scaled.dtype == np.float32
+    assert torch.equal(torch.from_numpy(scaled), scaler.scale(torch.from_numpy(rewards)))
