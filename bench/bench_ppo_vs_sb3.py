@@ -1,6 +1,6 @@
 """Speed benchmark: rlkd's PPO against stable-baselines3's at equal hyperparameters, side by side.
 
-    python bench/bench_ppo_vs_sb3.py [--cases cartpole,halfcheetah] [--pairs 3] [--core 0]
+    python bench/bench_ppo_vs_sb3.py [--cases cartpole,halfcheetah,backends,breakout] [--pairs 3] [--core 0]
 
 Each pair runs rlkd then SB3 (alternated A B A B ...) as whole processes pinned to one core
 (``taskset -c``) with one torch thread, and reports env steps per second of wall time (start-up
@@ -15,6 +15,10 @@ clipped surrogate, the same epochs and minibatches:
 * ``halfcheetah``: HalfCheetah-v5, 8 x 256 steps, 10 epochs x 32 minibatches (batch 64), 50k
   steps, observation and reward normalisation (rlkd's ``norm_obs``/``norm_reward``, SB3's
   ``VecNormalize``); both on Gymnasium's MuJoCo env.
+* ``breakout``: envpool ``Breakout-v5`` (its default Atari preprocessing: 84x84 grayscale, 4
+  frames), 8 x 128 steps, 4 epochs x 4 minibatches, clip 0.1, entropy 0.01 (CleanRL's
+  ``ppo_atari``), 20,480 steps; the Nature CNN with 512 features shared by actor and critic on
+  both sides (SB3's ``CnnPolicy``); SB3 reads the same envpool env through ``rlkd.sb3.VectorEnvToSB3``.
 
 Run it on an otherwise idle machine; it prints one table.
 """
@@ -46,6 +50,11 @@ CASES = {
         "env": "HalfCheetah-v5", "steps": 50_000, "n_steps": 256, "epochs": 10, "minibatches": 32,
         "lr": 3e-4, "gamma": 0.99, "ent": 0.0, "normalize": True, "backend": "gymnasium",
     },
+    # CleanRL's ppo_atari settings; both learners on the same envpool env (SB3 through VectorEnvToSB3).
+    "breakout": {
+        "env": "Breakout-v5", "steps": 20_480, "n_steps": 128, "epochs": 4, "minibatches": 4,
+        "lr": 2.5e-4, "gamma": 0.99, "ent": 0.01, "normalize": False, "backend": "envpool", "clip": 0.1,
+    },
 }  # fmt: skip
 
 
@@ -56,6 +65,7 @@ def rlkd_cmd(case: dict, run_dir: Path) -> list[str]:
             "--gamma", str(case["gamma"]), "--ent-coef", str(case["ent"]), "--hidden-size", "64",
             "--total-steps", str(case["steps"]), "--norm-obs" if case["normalize"] else "--no-norm-obs",
             "--norm-reward" if case["normalize"] else "--no-norm-reward", "--env-backend", case["backend"],
+            "--clip-coef", str(case.get("clip", 0.2)),
             "--no-clip-vloss", "--no-anneal-lr",  # SB3: clip_range_vf None, a constant learning rate
             "--torch-threads", "1", "--log-interval", "100000000", "--checkpoint-interval", "100000000",
             "--run-dir", str(run_dir)]  # fmt: skip
@@ -70,13 +80,21 @@ def sb3_child(name: str) -> None:
 
     torch.set_num_threads(1)
     case = CASES[name]
-    venv = make_vec_env(case["env"], n_envs=8, seed=1)
+    if case["backend"] == "envpool":  # images: the same envpool env rlkd trains on, Nature CNN
+        from rlkd.envs import make_vec
+
+        from rlkd.sb3 import VectorEnvToSB3
+
+        venv, policy, kwargs = VectorEnvToSB3(make_vec(case["env"], 8, seed=1)), "CnnPolicy", {}
+    else:
+        venv, policy = make_vec_env(case["env"], n_envs=8, seed=1), "MlpPolicy"
+        kwargs = {"net_arch": {"pi": [64, 64], "vf": [64, 64]}}
     if case["normalize"]:
         venv = VecNormalize(venv, gamma=case["gamma"])
     batch = 8 * case["n_steps"] // case["minibatches"]
-    model = PPO("MlpPolicy", venv, n_steps=case["n_steps"], batch_size=batch, n_epochs=case["epochs"],
+    model = PPO(policy, venv, n_steps=case["n_steps"], batch_size=batch, n_epochs=case["epochs"],
                 learning_rate=case["lr"], gamma=case["gamma"], ent_coef=case["ent"], seed=1, device="cpu",
-                policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}})  # fmt: skip
+                clip_range=case.get("clip", 0.2), policy_kwargs=kwargs)  # fmt: skip
     model.learn(case["steps"])
 
 
