@@ -94,7 +94,8 @@ def train_behaviour(agent, replay, cfg, updates: int, every: int, evaluate) -> l
         losses, metrics = beh.losses(agent.wm, start, batch["is_terminal"].reshape(-1))
         for name, net in (("actor", beh.actor), ("critic", beh.critic)):
             clip_step(opts[name], {name: losses[name]}, list(net.parameters()), cfg.grad_clip, None, name)
-        rows[-1].update({k: float(v) for k, v in metrics.items()} if update % every == 0 else {})
+        if update % every == 0:  # with each evaluation, the diagnostics of the update that follows it
+            rows[-1].update({k: float(v) for k, v in metrics.items()})
     return rows
 
 
