@@ -11,7 +11,8 @@ one core each, ``--parallel`` runs at a time pinned to cores 0, 1, ..., or shari
 there are more runs than cores), and for ``pendulum``
 also rlkd PPO with rl-zoo3's tuned Pendulum-v1 hyperparameters (4 envs x 1024 steps, gamma 0.9,
 lr 1e-3, 10 epochs of 64-sample minibatches; without gSDE, which rlkd's PPO lacks). Runs already
-finished in ``--out`` are kept.
+finished in ``--out`` are kept; unfinished ones (or finished ones when ``--steps`` grew) resume from
+their last checkpoint.
 
 Analysis, fixed before the runs were looked at:
 
@@ -83,6 +84,19 @@ def finished(run: Path) -> bool:
     return any(int(p.stem.split("_")[1]) >= total for p in (run / "checkpoints").glob("step_*.pt"))
 
 
+def resume_or_train(run: Path, argv: list[str]) -> list[str]:
+    """``rlkd`` arguments that bring ``run`` to its job's total steps: a run with a checkpoint is
+    resumed from it (also when ``--steps`` grew since it finished: the checkpoint holds the replay
+    and every random state, so it continues as one longer run); one without starts over."""
+    if list((run / "checkpoints").glob("step_*.pt")):
+        total = argv[argv.index("--total-steps") + 1]
+        return ["resume", str(run), "--total-steps", total]
+    if run.exists():
+        subprocess.run(["rm", "-rf", str(run)], check=True)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    return ["train", *argv]
+
+
 def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
     """Run the unfinished jobs, ``parallel`` at a time, each pinned to its own core (more runs than
     cores share all of them)."""
@@ -94,12 +108,10 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
         for core in range(parallel):
             if core not in running and todo:
                 run, argv = todo.pop(0)
-                if run.exists():
-                    subprocess.run(["rm", "-rf", str(run)], check=True)  # an unfinished run starts over
-                run.parent.mkdir(parents=True, exist_ok=True)
-                log = open(run.parent / f"{run.name}.log", "w")  # noqa: SIM115 (closed with the process)
+                rlkd_args = resume_or_train(run, argv)
+                log = open(run.parent / f"{run.name}.log", "a")  # noqa: SIM115 (closed with the process)
                 where = str(cores[core]) if parallel <= len(cores) else shared
-                cmd = ["taskset", "-c", where, sys.executable, "-m", "rlkd.cli", "train", *argv]
+                cmd = ["taskset", "-c", where, sys.executable, "-m", "rlkd.cli", *rlkd_args]
                 running[core] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), run)
                 print(f"cores {where}: {run.name}", flush=True)
         time.sleep(5)
