@@ -73,14 +73,9 @@ def train_jobs(task: str, args: argparse.Namespace) -> list[tuple[Path, list[str
     return jobs
 
 
-def finished(run: Path) -> bool:
-    """A run is done when its config's total_steps has a checkpoint."""
-    import yaml
-
-    config = run / "config.yaml"
-    if not config.exists():
-        return False
-    total = yaml.safe_load(config.read_text())["total_steps"]
+def finished(run: Path, argv: list[str]) -> bool:
+    """A run is done when it has a checkpoint at its job's ``--total-steps``."""
+    total = int(argv[argv.index("--total-steps") + 1])
     return any(int(p.stem.split("_")[1]) >= total for p in (run / "checkpoints").glob("step_*.pt"))
 
 
@@ -100,7 +95,7 @@ def resume_or_train(run: Path, argv: list[str]) -> list[str]:
 def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
     """Run the unfinished jobs, ``parallel`` at a time, each pinned to its own core (more runs than
     cores share all of them)."""
-    todo = [(run, argv) for run, argv in jobs if not finished(run)]
+    todo = [(run, argv) for run, argv in jobs if not finished(run, argv)]
     cores = sorted(os.sched_getaffinity(0))
     shared = ",".join(map(str, cores))
     running: dict[int, tuple[subprocess.Popen, Path]] = {}
