@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_dreamer.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_dreamer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import bench_script
 
 
 def _run_with_checkpoints(run: Path, *steps: int) -> None:
@@ -22,7 +14,7 @@ def _run_with_checkpoints(run: Path, *steps: int) -> None:
 
 
 def test_a_run_is_finished_at_its_jobs_total_not_its_configs(tmp_path: Path) -> None:
-    bench = _module()
+    bench = bench_script("bench_dreamer")
     run = tmp_path / "dreamer__1"
     _run_with_checkpoints(run, 4000, 12000)
     argv = ["--seed", "1", "--total-steps", "12000", "--run-dir", str(run)]
@@ -32,7 +24,7 @@ def test_a_run_is_finished_at_its_jobs_total_not_its_configs(tmp_path: Path) -> 
 
 
 def test_a_run_with_a_checkpoint_resumes_and_one_without_starts_over(tmp_path: Path) -> None:
-    bench = _module()
+    bench = bench_script("bench_dreamer")
     kept, fresh = tmp_path / "dreamer__1", tmp_path / "dreamer__2"
     _run_with_checkpoints(kept, 12000)
     argv = ["--agent", "dreamer", "--total-steps", "20000", "--run-dir", str(kept)]

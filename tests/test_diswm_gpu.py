@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,15 +9,9 @@ import zipfile
 from pathlib import Path
 
 from rlkd.analysis import load_run
+from tests.helpers import BENCH, bench_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "diswm_gpu.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("diswm_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = BENCH / "diswm_gpu.py"
 
 
 def test_slim_wheel_drops_the_unread_parts_and_their_record_lines(tmp_path: Path) -> None:
@@ -34,7 +27,7 @@ def test_slim_wheel_drops_the_unread_parts_and_their_record_lines(tmp_path: Path
         for name, data in members.items():
             z.writestr(name, data)
         z.writestr("dm_control-1.0.dist-info/RECORD", record + "dm_control-1.0.dist-info/RECORD,,\n")
-    _module().slim_wheel(wheel)
+    bench_script("diswm_gpu").slim_wheel(wheel)
     with zipfile.ZipFile(wheel) as z:
         assert sorted(z.namelist()) == ["dm_control-1.0.dist-info/RECORD", "dm_control/suite/cheetah.py"]
         assert z.read("dm_control/suite/cheetah.py") == b"x = 1\n"
