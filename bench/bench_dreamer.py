@@ -73,19 +73,23 @@ def train_jobs(task: str, args: argparse.Namespace) -> list[tuple[Path, list[str
     return jobs
 
 
+def checkpoint_steps(run: Path) -> list[int]:
+    """Steps of a run folder's checkpoints (none when it has no folder yet)."""
+    return [int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt")]
+
+
 def finished(run: Path, argv: list[str]) -> bool:
     """A run is done when it has a checkpoint at its job's ``--total-steps``."""
     total = int(argv[argv.index("--total-steps") + 1])
-    return any(int(p.stem.split("_")[1]) >= total for p in (run / "checkpoints").glob("step_*.pt"))
+    return any(step >= total for step in checkpoint_steps(run))
 
 
 def resume_or_train(run: Path, argv: list[str]) -> list[str]:
     """``rlkd`` arguments that bring ``run`` to its job's total steps: a run with a checkpoint is
     resumed from it (also when ``--steps`` grew since it finished: the checkpoint holds the replay
     and every random state, so it continues as one longer run); one without starts over."""
-    if list((run / "checkpoints").glob("step_*.pt")):
-        total = argv[argv.index("--total-steps") + 1]
-        return ["resume", str(run), "--total-steps", total]
+    if checkpoint_steps(run):
+        return ["resume", str(run), "--total-steps", argv[argv.index("--total-steps") + 1]]
     if run.exists():
         subprocess.run(["rm", "-rf", str(run)], check=True)
     run.parent.mkdir(parents=True, exist_ok=True)
