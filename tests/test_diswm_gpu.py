@@ -49,7 +49,9 @@ def test_smoke_run_trains_every_stage_and_exports_flat(tmp_path: Path) -> None:
     # Each stage ran at least its calibration: 10 pretraining updates, the 50-step prefill + 50.
     assert summary["pretrain"]["updates"] >= 10
     assert summary["diswm"]["env_steps"] >= 100
-    assert load_run(out / "pretrain").last_step == summary["pretrain"]["updates"]
+    # The teacher DisWM distilled is a pretraining checkpoint written by those updates.
+    assert list((out / "pretrain" / "checkpoints").glob("step_*.pt"))
+    assert load_run(out / "diswm").scalars["charts/episodic_return"].steps.size > 0
     steps = sorted(int(p.stem.split("_")[1]) for p in (out / "diswm" / "checkpoints").glob("step_*.pt"))
     if "skipped" not in summary["eval"]:
         assert summary["eval"]["checkpoint_step"] == steps[-1]
