@@ -86,6 +86,15 @@ class DreamerConfig(WorldModelConfig):
     """Reproduce the official eta, frozen at its value at the step the world model was built."""
     official_teacher_drift: bool = False
     """Reproduce the official teacher, trained by the distillation gradient (and in the optimizer)."""
+    official_reversed_returns: bool = False
+    """Reproduce the official code's time-reversed lambda-returns (step t learns from R_{H-2-t})."""
+    official_unclipped_actions: bool = False
+    """Reproduce the official actor's samples, never clipped to [-1, 1] (replay and imagination)."""
+    official_window_start: bool = False
+    """Reproduce the official first step of a replayed window: zero state but the stored action (rlkd:
+    the window starts as an episode, zero state and zero action)."""
+    replay_finished_only: bool = False
+    """Replay finished episodes only, as the official code (rlkd also samples the running episode)."""
     color_switch: bool = False
     """Switch the env's distractor colour set at half of training (the official transfer setting)."""
     color_switch_to: str = "test"
@@ -200,16 +209,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_envs": 1, "torch_threads": 1, "total_steps": 50_000, "log_interval": 1_000,
         "checkpoint_interval": 10_000, "image_log_interval": 5_000,
     },
-    # The CPU preset for 64x64 pixels: one update per env step (a train ratio of 256 replayed steps
-    # per env step, the paper's is 500) on 16 x 16 windows and a shorter random prefill, so the
-    # world model gets enough updates within the budget (bench/bench_dreamer.py reach). deter 200
-    # predicts better open-loop (bench/bench_reach_model.py) but learned no better and ~30% slower
-    # per env step in the agent (docs/diswm.md).
+    # The CPU pixel recipe, chosen by measurement on point reach (docs/diswm.md, "A pixel preset
+    # that learns on one core"): 32x32 frames (the conv stacks without their 64x64 layer, ~1.7x
+    # cheaper per update than 64x64), deter 200 (a more precise model of where small objects are),
+    # discount 0.9 (at 0.99 the critic's poorly ranked values drown the next rewards in the actor's
+    # objective on 50-step episodes), one update every 2 env steps on 16 x 16 windows (a train ratio
+    # of 128 replayed steps per env step; the paper's is 500) after a 1000-step random prefill.
     "cpu-pixels": {
-        "deter": 64, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2, "cnn_depth": 8,
-        "batch_size": 16, "batch_length": 16, "model_lr": 1e-3, "actor_lr": 3e-4, "critic_lr": 3e-4,
-        "num_envs": 1, "torch_threads": 1, "total_steps": 12_000, "train_every": 1, "prefill": 1_000,
-        "log_interval": 500, "checkpoint_interval": 4_000, "image_log_interval": 2_000,
+        "image_size": 32, "deter": 200, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2,
+        "cnn_depth": 8, "batch_size": 16, "batch_length": 16, "model_lr": 1e-3, "actor_lr": 3e-4,
+        "critic_lr": 3e-4, "discount": 0.9, "num_envs": 1, "torch_threads": 1, "total_steps": 12_000,
+        "train_every": 2, "prefill": 1_000, "log_interval": 500, "checkpoint_interval": 4_000,
+        "image_log_interval": 2_000,
     },
     # The paper's DMC settings (DreamerV2 sizes; these equal the dataclass defaults).
     "paper": {
@@ -267,7 +278,8 @@ class Agent(nn.Module):
         self.wm = WorldModel(cfg, action_dim, obs_shape, beta_vae, pred_continue=cfg.uses_continue)
         self.behaviour = Behaviour(
             cfg.deter + cfg.stoch, action_dim, cfg.units, cfg.actor_min_std, cfg.imag_horizon, cfg.discount,
-            cfg.lambda_, cfg.actor_entropy, cfg.slow_target_update,
+            cfg.lambda_, cfg.actor_entropy, cfg.slow_target_update, cfg.official_reversed_returns,
+            not cfg.official_unclipped_actions,
         )  # fmt: skip
         # Stored via object.__setattr__ so the teacher is neither a submodule (never in
         # parameters()/state_dict of the student) nor moved by .train().
@@ -282,10 +294,11 @@ class Agent(nn.Module):
     ) -> tuple[State, Tensor]:
         """One acting step. obs (N, *obs_shape), first bool (N,) -> (new state, action (N, A) in [-1, 1]).
 
-        The posterior is sampled even when ``deterministic`` (the official ``collect_dyn_sample``);
-        only the action is the actor's mode then.
+        The posterior, and DisWM's beta-VAE latent z, are sampled even when ``deterministic`` (the
+        official ``collect_dyn_sample``; its ``BetaVAE_H_Encoder`` always reparameterises): only the
+        action is the actor's mode then.
         """
-        embed, _, _ = self.wm.encode(preprocess(obs), sample=not deterministic)
+        embed, _, _ = self.wm.encode(preprocess(obs), sample=True)
         state = self.wm.rssm.obs_step(state, prev_action, embed, first)
         action, _, _ = self.behaviour.actor.sample(RSSM.feat(state), deterministic)
         return state, action
@@ -321,7 +334,7 @@ def load_pretrained(cfg: DreamerConfig) -> dict[str, Tensor]:
 
 
 def make_teacher(cfg: DreamerConfig, weights: dict[str, Tensor]) -> BetaVAEEncoder:
-    teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth)
+    teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth, cfg.image_size)
     teacher.load_state_dict({k[len("encoder.") :]: v for k, v in weights.items() if k.startswith("encoder.")})
     return teacher.to(cfg.device)
 
@@ -329,17 +342,16 @@ def make_teacher(cfg: DreamerConfig, weights: dict[str, Tensor]) -> BetaVAEEncod
 def naive_init(agent: Agent, weights: dict[str, Tensor]) -> None:
     """Copy the pretrained encoder, RSSM and decoder into the student (naive fine-tuning).
 
-    The action-free RSSM's input layer has no action columns: those are zero-initialised, so the
-    student starts as the pretrained action-free model (like the official code padding actions).
+    The action-free RSSM's input layer has no action columns: those keep the student's random
+    initialisation, as in the official code, whose pretraining pads actions with zeros so that
+    their columns never get a gradient and stay at their initial values.
     """
     own = agent.wm.state_dict()
     for key, value in weights.items():
         if key not in own:
             continue
         if key == "rssm.img_in.0.weight" and own[key].shape != value.shape:
-            new = torch.zeros_like(own[key])
-            new[:, : value.shape[1]] = value
-            own[key] = new
+            own[key][:, : value.shape[1]] = value  # stoch columns first, then the actions'
         else:
             own[key] = value
     agent.wm.load_state_dict(own)
@@ -424,9 +436,13 @@ def set_color_set(envs: Any, name: str) -> None:
 
 
 def env_kwargs_for(cfg: DreamerConfig) -> dict[str, Any]:
+    """``make_vec`` keywords of the run: ``env_kwargs``, the DMC action repeat, and the frame size
+    when it is not the renderers' 64 (``make_vec`` resizes the frames)."""
     kwargs = dict(cfg.env_kwargs)
     if cfg.env_id.startswith("rlkd/DMC-"):
         kwargs.setdefault("action_repeat", cfg.action_repeat)
+    if cfg.image_size != 64:
+        kwargs.setdefault("image_size", cfg.image_size)
     return kwargs
 
 
@@ -454,6 +470,9 @@ def make_envs(cfg: DreamerConfig) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
         kind = obs_kind(envs.single_observation_space, cfg.env_id)  # raises for unsupported spaces
         if cfg.mode != "none" and kind != "image":
             raise UserError(f"--agent {cfg.agent} --finetune {cfg.mode} needs pixel observations")
+        side = envs.single_observation_space.shape[0]
+        if kind == "image" and side != cfg.image_size:
+            raise UserError(f"{cfg.env_id} renders {side}x{side} frames: pass --image-size {side}")
         bounds = action_bounds(envs.single_action_space, cfg.env_id)
         if cfg.color_switch:
             check_color_switch(envs)
@@ -507,8 +526,10 @@ def build_agent(
     teacher = None
     if cfg.mode == "distill":
         # On resume the teacher's weights come from the checkpoint.
-        teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth) if weights is None else make_teacher(cfg, weights)
-        teacher = teacher.to(cfg.device)
+        if weights is None:
+            teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth, cfg.image_size).to(cfg.device)
+        else:
+            teacher = make_teacher(cfg, weights)
     agent = Agent(cfg, obs_shape, action_dim, beta_vae=cfg.mode != "none", teacher=teacher).to(cfg.device)
     if cfg.mode == "naive" and weights is not None:
         naive_init(agent, weights)
@@ -603,7 +624,8 @@ class Dreamer:
         self.agent, self.teacher = build_agent(cfg, self.obs_shape, self.action_dim, resuming)
         self.opts = build_optimizers(self.agent, cfg)
         self.replay = Replay(
-            cfg.num_envs, cfg.replay_capacity, self.obs_shape, obs_space.dtype, self.action_dim, cfg.seed
+            cfg.num_envs, cfg.replay_capacity, self.obs_shape, obs_space.dtype, self.action_dim, cfg.seed,
+            cfg.replay_finished_only,
         )
         self.step = self.updates = self.train_credit = self.last_img = 0
         self.prefill_done, self.frozen_eta = False, 0.0
@@ -673,7 +695,8 @@ class Dreamer:
             return {}
         n_updates, sums = self.updates_due(), {}
         for _ in range(n_updates):
-            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.batch_length), cfg.device)
+            window = self.replay.sample(cfg.batch_size, cfg.batch_length, not cfg.official_window_start)
+            batch = to_torch(window, cfg.device)
             losses, metrics = update(self.agent, self.opts, batch, self.eta(), guard)
             for k, v in tagged({**losses, **metrics}).items():
                 sums[k] = sums[k] + v if k in sums else v

@@ -84,7 +84,7 @@ def finished(run: Path, argv: list[str]) -> bool:
     return any(step >= total for step in checkpoint_steps(run))
 
 
-def resume_or_train(run: Path, argv: list[str]) -> list[str]:
+def resume_or_train(run: Path, argv: list[str], command: str = "train") -> list[str]:
     """``rlkd`` arguments that bring ``run`` to its job's total steps: a run with a checkpoint is
     resumed from it (also when ``--steps`` grew since it finished: the checkpoint holds the replay
     and every random state, so it continues as one longer run); one without starts over."""
@@ -93,12 +93,12 @@ def resume_or_train(run: Path, argv: list[str]) -> list[str]:
     if run.exists():
         subprocess.run(["rm", "-rf", str(run)], check=True)
     run.parent.mkdir(parents=True, exist_ok=True)
-    return ["train", *argv]
+    return [command, *argv]
 
 
-def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
-    """Run the unfinished jobs, ``parallel`` at a time, each pinned to its own core (more runs than
-    cores share all of them)."""
+def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, command: str = "train") -> None:
+    """Run the unfinished jobs (``rlkd train`` or ``rlkd pretrain`` arguments), ``parallel`` at a
+    time, each pinned to its own core (more runs than cores share all of them)."""
     todo = [(run, argv) for run, argv in jobs if not finished(run, argv)]
     cores = sorted(os.sched_getaffinity(0))
     shared = ",".join(map(str, cores))
@@ -107,7 +107,7 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
         for core in range(parallel):
             if core not in running and todo:
                 run, argv = todo.pop(0)
-                rlkd_args = resume_or_train(run, argv)
+                rlkd_args = resume_or_train(run, argv, command)
                 log = open(run.parent / f"{run.name}.log", "a")  # noqa: SIM115 (closed with the process)
                 where = str(cores[core]) if parallel <= len(cores) else shared
                 cmd = ["taskset", "-c", where, sys.executable, "-m", "rlkd.cli", *rlkd_args]
@@ -121,8 +121,8 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
                 del running[core]
 
 
-def episode_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, trailing-5000-step mean of charts/episodic_return) of a run."""
+def episode_curve(run: Path, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, trailing-``window``-step mean of charts/episodic_return) of a run."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
@@ -130,7 +130,7 @@ def episode_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     events = acc.Scalars("charts/episodic_return")
     steps = np.array([e.step for e in events])
     values = np.array([e.value for e in events])
-    trailing = np.array([values[(steps > s - WINDOW) & (steps <= s)].mean() for s in steps])
+    trailing = np.array([values[(steps > s - window) & (steps <= s)].mean() for s in steps])
     return steps, trailing
 
 

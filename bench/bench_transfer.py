@@ -1,190 +1,197 @@
-"""CPU transfer benchmark: DisWM vs naive fine-tuning vs DreamerV2 from scratch on AGV pixels.
+"""DisWM transfer on CPU: DreamerV2 from scratch vs naive fine-tuning vs DisWM, point reach from pixels.
 
-Source: ``rlkd/AGVWarehouse-Dock-Pixels-v0`` (6 x 6 m bay with a rack across it) with colour set
-"train": random-policy videos, action-free pretraining of the teacher. Target: the open
-``Bay-Pixels`` scene with colour set "test" (disjoint hues), ``reward_mode="dense"`` and
-``progress_weight=10``. Both scenes show the AGV and goal ~2.5x larger than the warehouse
-scenes, so that a small world model can pick them out within a CPU budget. All three agents get
-the same target env steps, the same small model (``SMALL``) and the same seeds; the two
-fine-tuned agents share one teacher. Runs go under ``--out`` (``rlkd report OUT/*`` plots them).
+Source: ``rlkd/PointReach-Pixels-v1`` with the "train" colour distractors (floor and target hues
+in [0.02, 0.48], random-walked every step): random-policy videos, action-free pretraining of the
+beta-VAE teacher (``rlkd collect`` + ``rlkd pretrain``). Target: the same task with the "test"
+colours (hues in [0.52, 0.98], disjoint). Every agent is ``rlkd train --preset cpu-pixels`` (32x32
+frames) on the target for the same env steps and seeds; ``naive-ft`` starts from the pretrained
+encoder, RSSM and decoder, ``diswm`` distils the frozen teacher into its beta-VAE latent.
 
-Usage: ``python bench/bench_transfer.py [--out runs/transfer] [--seeds 3] [--steps 8000]``
-(with the defaults, on the 2-core dev machine: ~20 minutes of pretraining, then 9 runs of ~12.5
-minutes, two at a time).
+Usage::
+
+    python bench/bench_transfer.py [--out runs/transfer] [--seeds 1 2 3 4 5] [--steps 8000]
+        [--parallel 2] [--agents dreamer naive-ft diswm] [--analyse-only]
+
+Runs are pinned one per core (``bench/bench_dreamer.py``'s runner); finished runs are kept and
+unfinished ones resume from their last checkpoint, so the command can be repeated after a kill.
+
+Analysis (fixed before any run; ``bench/results/transfer/PLAN.md``):
+
+* sample efficiency (the paper's claim): mean ``charts/episodic_return`` of the training episodes
+  that end after the random prefill and by half of training;
+* final: 50 episodes of the last checkpoint with the actor's mode (``rlkd eval --deterministic``),
+  mean return and success rate;
+* per agent: mean over seeds with a 95% percentile-bootstrap interval; DisWM against each baseline:
+  the probability of improvement (rliable) with its 95% bootstrap interval. DisWM is said to help
+  on a metric when that interval's lower end is above 0.5, to hurt when its upper end is below 0.5.
+
+Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import multiprocessing
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from rlkd.agents import dreamer
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlkd.datasets import collect
-from rlkd.evaluate import evaluate
-from rlkd.pretrain import PretrainConfig, pretrain
-from rlkd.run import Run
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dreamer import episode_curve, run_all
 
-SOURCE = "rlkd/AGVWarehouse-Dock-Pixels-v0"
-MODEL = {"deter": 64, "stoch": 16, "hidden": 64, "units": 64, "cnn_depth": 8, "z_dim": 20, "model_lr": 1e-3,
-         "batch_length": 32}  # fmt: skip
-"""Small world model shared by pretraining and every agent (shapes must match to transfer). The
-model learning rate is raised from the paper's 3e-4: at 3e-4 neither the AGV nor the goal shows
-in reconstructions after 1000 updates (only floor colour and racks), at 1e-3 both start to."""
-SMALL = {
-    **MODEL, "batch_size": 16, "imag_horizon": 15, "train_every": 4,
-    "prefill": 500, "prefill_updates": 100, "replay_capacity": 50_000, "log_interval": 250,
-    "image_log_interval": 0, "checkpoint_replay": False, "slow_target_update": 50,
-    "actor_lr": 3e-4, "critic_lr": 3e-4,
-}  # fmt: skip
-"""Online agent settings: learning rates raised from the paper's 8e-5 for the short budget."""
-TARGET_KWARGS = {"color_set": "test", "reward_mode": "dense", "progress_weight": 10.0}
-"""Target env: colours disjoint from the source's; progress shaping x10 so that rewards are not
-drowned by the image loss in the world model's gradient (per-step shaping <= 0.03 otherwise)."""
-AGENTS = {
-    "dreamer": {"agent": "dreamer"},
-    "naive-ft": {"finetune": "naive"},
-    "diswm": {"agent": "diswm"},
-}
-"""Agents the benchmark can run (``--agents``); all but ``dreamer`` start from the source teacher."""
-EVAL_EPISODES = 100
+ENV = "rlkd/PointReach-Pixels-v1"
+SIZES = ["--image-size", "32", "--deter", "200", "--stoch", "16", "--hidden", "64", "--units", "64",
+         "--mlp-layers", "2", "--cnn-depth", "8", "--z-dim", "20"]  # fmt: skip
+"""The cpu-pixels preset's model: pretraining must build the same shapes for naive fine-tuning."""
+AGENTS = {"dreamer": ["--agent", "dreamer"], "naive-ft": ["--agent", "dreamer", "--finetune", "naive"],
+          "diswm": ["--agent", "diswm"]}  # fmt: skip
+PREFILL = 1_000  # the cpu-pixels preset's random prefill: its episodes are left out of the mean
 
 
-def source_teacher(out: Path, episodes: int, updates: int, threads: int) -> Path:
-    """Collect random source videos (colour set train) and pretrain the action-free teacher."""
-    data = out / "source_videos"
+def teacher(out: Path, episodes: int, updates: int) -> Path:
+    """Random source videos in the "train" colours, then action-free pretraining (kept if done)."""
+    data, run = out / "source_videos", out / "pretrain"
     if not (data / "manifest.json").exists():
-        collect(SOURCE, episodes, data, policy="random", seed=0, color_set="train")
-    run_dir = out / "pretrain"
-    if not (run_dir / "checkpoints").exists():
-        cfg = PretrainConfig(
-            data=str(data), env_id=SOURCE, run_dir=str(run_dir), total_steps=updates, batch_size=16,
-            torch_threads=threads, checkpoint_interval=updates, log_interval=25,
-            image_log_interval=0, seed=0, **MODEL,
-        )  # fmt: skip
-        cfg.validate()
-        pretrain(cfg, Run.create(cfg, "pretrain"), None)
-    return run_dir
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+        kwargs = "{color_set: train, image_size: 32}"
+        subprocess.run([sys.executable, "-m", "rlkd.cli", "collect", "--env", ENV, "--episodes",
+                        str(episodes), "--out", str(data), "--env-kwargs", kwargs], check=True)  # fmt: skip
+    argv = ["--data", str(data), *SIZES, "--batch-size", "16", "--batch-length", "32", "--model-lr", "1e-3",
+            "--torch-threads", "1", "--total-steps", str(updates), "--checkpoint-interval", "1000",
+            "--image-log-interval", "1000", "--run-dir", str(run)]  # fmt: skip
+    run_all([(run, argv)], 1, command="pretrain")
+    return run
 
 
-def run_agent(out: Path, name: str, seed: int, target: str, steps: int, teacher: Path, threads: int) -> Path:
-    run_dir = out / f"{name}__seed{seed}"
-    if (run_dir / "checkpoints").exists():
-        return run_dir
-    fields = {
-        **SMALL, **AGENTS[name], "env_id": target, "env_backend": "gymnasium", "seed": seed,
-        "total_steps": steps, "checkpoint_interval": steps, "torch_threads": threads, "run_dir": str(run_dir),
-        "env_kwargs": TARGET_KWARGS, "eta_decay_steps": steps,
-    }  # fmt: skip
-    if name != "dreamer":
-        fields["pretrained"] = str(teacher)
-    cfg = dreamer.DreamerConfig(**fields)
-    cfg.validate()
-    dreamer.train(cfg, Run.create(cfg, dreamer.label(cfg)), None)
-    return run_dir
+def jobs(out: Path, args: argparse.Namespace, pretrained: Path) -> list[tuple[Path, list[str]]]:
+    """(run folder, ``rlkd train`` arguments) of every agent and seed, seeds first."""
+    todo = []
+    for seed in args.seeds:
+        for name in args.agents:
+            run = out / f"{name}__{seed}"
+            argv = [*AGENTS[name], "--preset", "cpu-pixels", "--env", ENV,
+                    "--env-kwargs", "{color_set: test}", "--seed", str(seed),
+                    "--total-steps", str(args.steps), "--run-dir", str(run),
+                    "--checkpoint-interval", str(args.steps // 2),
+                    "--eta-decay-steps", str(args.steps // 2)]  # fmt: skip
+            if name != "dreamer":
+                argv += ["--pretrained", str(pretrained)]
+            todo.append((run, argv))
+    return todo
 
 
-def returns(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, mean episodic return of the episodes finished in each log interval)."""
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+def first_half_mean(run: Path, steps: int) -> float:
+    """Mean return of the training episodes ending in (PREFILL, steps / 2]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
-    events = acc.Scalars("charts/episodic_return")
-    return np.array([e.step for e in events]), np.array([e.value for e in events])
+    events = [e for e in acc.Scalars("charts/episodic_return") if PREFILL < e.step <= steps // 2]
+    return float(np.mean([e.value for e in events]))
 
 
-def final_eval(run_dir: Path, steps: int) -> dict:
-    """Evaluation of the last checkpoint (``EVAL_EPISODES`` episodes, sampled actions), cached."""
-    path = run_dir / "eval" / f"eval_step_{steps}.json"
-    if not path.exists():
-        evaluate(run_dir, "latest", episodes=EVAL_EPISODES)
-    return json.loads(path.read_text())
+def final_eval(run: Path, episodes: int) -> dict[str, float]:
+    from rlkd.evaluate import evaluate
+
+    ev = evaluate(run, "latest", episodes, deterministic=True)
+    return {"mean_return": float(ev["mean_return"]), "success_rate": float(ev["success_rate"])}
 
 
-def table(out: Path, agents: list[str], seeds: int, steps: int, bins: int = 4) -> str:
-    """Mean +- std over seeds of the mean return in each quarter of training, and a final eval."""
-    edges = np.linspace(0, steps, bins + 1)
-    head = " | ".join(f"{int(a)}-{int(b)}" for a, b in itertools.pairwise(edges))
-    lines = [
-        f"| agent | seeds | {head} | eval return | eval success | eval length |",
-        "|---" * (bins + 5) + "|",
-    ]
-    summary = {}
-    for name in agents:
-        per_seed, evals = [], []
-        for seed in range(seeds):
-            run_dir = out / f"{name}__seed{seed}"
-            st, val = returns(run_dir)
-            per_seed.append([val[(st > a) & (st <= b)].mean() for a, b in itertools.pairwise(edges)])
-            ev = final_eval(run_dir, steps)
-            evals.append([ev["mean_return"], ev["success_rate"], ev["mean_length"]])
-        arr, ev_arr = np.array(per_seed), np.array(evals)  # (seeds, bins), (seeds, 3)
-        mean, std = arr.mean(0), arr.std(0)
-        summary[name] = {"mean": mean.tolist(), "std": std.tolist(), "per_seed": arr.tolist(),
-                         "eval_return_success_length_per_seed": ev_arr.tolist()}  # fmt: skip
-        cells = " | ".join(f"{m:+.3f} ± {s:.3f}" for m, s in zip(mean, std, strict=True))
-        ev_mean, ev_std = ev_arr.mean(0), ev_arr.std(0)
-        ev_cells = (
-            f"{ev_mean[0]:+.2f} ± {ev_std[0]:.2f} | {ev_mean[1]:.2f} ± {ev_std[1]:.2f} | "
-            f"{ev_mean[2]:.0f} ± {ev_std[2]:.0f}"
-        )
-        lines.append(f"| {name} | {seeds} | {cells} | {ev_cells} |")
-    (out / "summary.json").write_text(json.dumps({"bins": edges.tolist(), **summary}, indent=1))
-    return "\n".join(lines)
+def analyse(out: Path, args: argparse.Namespace) -> dict:
+    from rlkd.analysis.numerics import bootstrap_band, probability_of_improvement
+
+    per: dict[str, dict[str, list[float]]] = {}
+    for name in args.agents:
+        rows = [{"first_half": first_half_mean(out / f"{name}__{s}", args.steps),
+                 **final_eval(out / f"{name}__{s}", args.episodes)} for s in args.seeds]  # fmt: skip
+        per[name] = {k: [r[k] for r in rows] for k in rows[0]}
+    summary: dict = {"steps": args.steps, "seeds": args.seeds, "agents": {}, "diswm_vs": {}}
+    for name, metrics in per.items():
+        summary["agents"][name] = {}
+        for key, values in metrics.items():
+            band = bootstrap_band(np.asarray(values)[:, None])
+            summary["agents"][name][key] = {"mean": float(band.mean[0]), "ci95": [float(band.lower[0]),
+                                            float(band.upper[0])], "per_seed": values}  # fmt: skip
+    if "diswm" in per:
+        for base in (b for b in per if b != "diswm"):
+            summary["diswm_vs"][base] = {
+                key: list(probability_of_improvement(np.array(per["diswm"][key]), np.array(per[base][key])))
+                for key in per["diswm"]
+            }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "summary.md").write_text(markdown(summary))
+    plot(out, args)
+    print(markdown(summary))
+    return summary
 
 
-def _run(args: tuple) -> tuple[str, int, float]:
-    out, name, seed, target, steps, teacher, threads = args
-    t0 = time.time()
-    run_agent(out, name, seed, target, steps, teacher, threads)
-    return name, seed, time.time() - t0
+def verdict(poi: list[float]) -> str:
+    """The fixed reading of a probability of improvement and its interval."""
+    if poi[1] > 0.5:
+        return "helps"
+    if poi[2] < 0.5:
+        return "hurts"
+    return "not shown"
+
+
+def markdown(summary: dict) -> str:
+    fmt = lambda m, f: f"{m['mean']:{f}} [{m['ci95'][0]:{f}}, {m['ci95'][1]:{f}}]"  # noqa: E731
+    lines = [f"{summary['steps']} env steps, seeds {summary['seeds']}", "",
+             "| agent | first-half return | eval return | eval success |", "|---|---|---|---|"]  # fmt: skip
+    for name, m in summary["agents"].items():
+        lines.append(f"| {name} | {fmt(m['first_half'], '.1f')} | {fmt(m['mean_return'], '.1f')} | "
+                     f"{fmt(m['success_rate'], '.2f')} |")  # fmt: skip
+    if summary["diswm_vs"]:
+        lines += ["", "| P(DisWM > baseline) | first-half return | eval return | eval success |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for base, pois in summary["diswm_vs"].items():
+            cells = [f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}] {verdict(p)}" for p in pois.values()]
+            lines.append(f"| vs {base} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(out: Path, args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, name in enumerate(args.agents):
+        for j, seed in enumerate(args.seeds):
+            steps, curve = episode_curve(out / f"{name}__{seed}", window=1_000)
+            ax.plot(steps, curve, color=f"C{i}", alpha=0.7, label=name if j == 0 else None)
+    ax.axvline(args.steps // 2, color="k", ls=":", label="half of training")
+    ax.set(xlabel="env steps", ylabel="episodic return (trailing 1000 steps)",
+           title="reach: train -> test colours")  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="runs/transfer", help="folder of all runs (finished runs are kept)")
-    parser.add_argument("--target", default="rlkd/AGVWarehouse-Bay-Pixels-v0")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--agents", default="dreamer,naive-ft,diswm", help=f"comma list from {list(AGENTS)}")
-    parser.add_argument("--steps", type=int, default=8000, help="target env steps per agent run")
-    parser.add_argument("--episodes", type=int, default=300, help="random source episodes to collect")
-    parser.add_argument("--pretrain-updates", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (processes)")
+    parser.add_argument("--out", default="runs/transfer")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--steps", type=int, default=8_000, help="target env steps per run")
+    parser.add_argument("--source-episodes", type=int, default=200, help="random source videos to record")
+    parser.add_argument("--pretrain-updates", type=int, default=3_000)
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
+    parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
+    parser.add_argument("--analyse-only", action="store_true", help="skip training")
     args = parser.parse_args()
-    agents = args.agents.split(",")
-    unknown = sorted(set(agents) - set(AGENTS))
-    if unknown:
-        parser.error(f"unknown agents {unknown}; choose from {list(AGENTS)}")
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    teacher = source_teacher(out, args.episodes, args.pretrain_updates, args.threads)
-    print(f"source videos + pretraining: {time.time() - t0:.0f} s", flush=True)
-    work = [
-        (out, name, seed, args.target, args.steps, teacher, args.threads)
-        for seed in range(args.seeds)
-        for name in agents
-    ]
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for name, seed, seconds in pool.imap_unordered(_run, work):
-            print(f"{name} seed {seed}: {seconds:.0f} s", flush=True)
-    print(f"\n{SOURCE} (train colours) -> {args.target} (test colours, dense reward), {args.steps} steps")
-    print(
-        "mean episodic return per quarter of training, then a final evaluation of "
-        f"{EVAL_EPISODES} episodes (mean ± std over seeds)\n"
-    )
-    print(table(out, agents, args.seeds, args.steps))
-    print(f"\ntotal {time.time() - t0:.0f} s; runs in {out}")
+    if not args.analyse_only:
+        pretrained = teacher(out, args.source_episodes, args.pretrain_updates)
+        run_all(jobs(out, args, pretrained), args.parallel)
+    analyse(out, args)
 
 
 if __name__ == "__main__":

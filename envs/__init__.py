@@ -28,7 +28,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 from rlkd.envs.envpool_adapter import EnvpoolVectorEnv, envpool_ids, is_envpool_task
 from rlkd.envs.specs import register_spec_file, register_spec_folder
-from rlkd.envs.wrappers import EpisodeStatistics
+from rlkd.envs.wrappers import EpisodeStatistics, ResizeFrames
 
 from rlkd.errors import UserError
 
@@ -111,7 +111,10 @@ def registered_id(env_id: str) -> str:
     return env_id
 
 
-def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env_kwargs: Any) -> VectorEnv:
+def make_vec(
+    env_id: str, num_envs: int, seed: int, backend: str = "auto", image_size: int | None = None,
+    **env_kwargs: Any,
+) -> VectorEnv:  # fmt: skip
     """Make ``num_envs`` copies of ``env_id`` as one SAME_STEP-autoreset ``VectorEnv``.
 
     Args:
@@ -121,6 +124,7 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
         seed: Seed for backends seeded at construction (envpool: environment ``i`` gets
             ``seed + i``); Gymnasium envs are seeded by ``reset(seed=...)`` the same way.
         backend: ``auto``, ``envpool`` or ``gymnasium``.
+        image_size: Resize square RGB frames to this side (:class:`ResizeFrames`); None: as rendered.
         **env_kwargs: Passed to the environment constructor.
 
     Returns:
@@ -132,7 +136,16 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
     env_id = registered_id(env_id)
     backend = resolve_backend(env_id, backend)
     if backend == "envpool":
-        return EpisodeStatistics(EnvpoolVectorEnv(env_id, num_envs, seed, **env_kwargs))
+        envs = EnvpoolVectorEnv(env_id, num_envs, seed, **env_kwargs)
+    else:
+        envs = _make_gymnasium(env_id, num_envs, env_kwargs)
+    if image_size is not None:
+        envs = ResizeFrames(envs, image_size, env_id)
+    return EpisodeStatistics(envs)
+
+
+def _make_gymnasium(env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> VectorEnv:
+    """A Gymnasium-registered env as a SAME_STEP vector env (its native vector env when it has one)."""
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
@@ -146,7 +159,7 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
                 warnings.warn(
                     f"{env_id}'s native vector env ({spec.vector_entry_point}) does not declare same-step "
                     "autoreset, which rlkd needs; stepping copies of the single env instead (slower)",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 envs.close()
                 envs = None
@@ -162,7 +175,7 @@ def make_vec(env_id: str, num_envs: int, seed: int, backend: str = "auto", **env
         raise UserError(f"bad env_kwargs for {env_id!r}: {exc}") from None
     except (ImportError, gym.error.Error) as exc:
         raise UserError(f"cannot make {env_id!r}: {exc}") from None
-    return EpisodeStatistics(envs)
+    return envs
 
 
 # DESIGN.md: rlkd registers its own envs when rlkd.envs is imported.

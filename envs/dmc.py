@@ -10,6 +10,17 @@ and "test" draw starting colours from disjoint halves of RGB space. The skybox i
 no material references, so the background is not recoloured: the shift is weaker than the
 Distracting Control Suite's, whose background changes too.
 
+``official_wrapper=True`` steps and colours as the official DisWM code's DMC wrapper does
+(qiwang067/DisWM at 001cc4d), bugs included: ``wrappers.py`` l. 373 passes
+``frame_skip=action_repeat`` to dmc2gym and l. 399-403 repeat the action again, so one agent step
+is ``action_repeat ** 2`` control steps (4), and ``reward += reward`` inside that loop leaves
+2 x the last inner call's reward (the first ``action_repeat`` control rewards are dropped);
+episodes end at dm-control's 1000 control steps, 250 agent steps. Its distractor
+(``distracting_control/color.py`` l. 65-108, ``configs.yaml`` l. 431/441: ``max_delta 0.2,
+step_std 0.2``) sets every material's RGB (geoms untouched) uniformly within +-0.2 of one base
+colour per set (train (0.7, 0.3, 0.5), test (0.5, 0.7, 0.3)), clipped to [0, 1], and random-walks
+it with std 0.2 at every control step, clipping at the bounds.
+
 Rendering needs OpenGL: ``MUJOCO_GL`` is set (only if unset) to ``egl`` when an EGL library is
 present (Debian: ``libegl1 libegl-mesa0 libgl1-mesa-dri``; works headless on CPU via Mesa) and to
 ``osmesa`` otherwise (Debian: ``libosmesa6``).
@@ -38,6 +49,9 @@ TASKS = {
     "CupCatch": ("ball_in_cup", "catch"),
 }
 COLOR_SETS = ("train", "test")
+OFFICIAL_BASE = {"train": (0.7, 0.3, 0.5), "test": (0.5, 0.7, 0.3)}
+"""The official distractor's base colour of every material, per set (``color.py`` l. 65-74)."""
+OFFICIAL_MAX_DELTA, OFFICIAL_STEP_STD = 0.2, 0.2
 
 
 class DMCPixelEnv(gym.Env):
@@ -52,6 +66,7 @@ class DMCPixelEnv(gym.Env):
         color_set: ``train``, ``test`` or ``none`` (no distractor).
         color_step_std: Std of the per-step random walk of each colour channel.
         time_limit: Control steps per episode (dm-control's default 1000).
+        official_wrapper: Step, reward and colour as the official DisWM wrapper (module docstring).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
@@ -66,6 +81,7 @@ class DMCPixelEnv(gym.Env):
         color_set: str = "train",
         color_step_std: float = 0.03,
         time_limit: int = 1000,
+        official_wrapper: bool = False,
         render_mode: str | None = "rgb_array",
     ) -> None:
         from dm_control import suite
@@ -78,7 +94,10 @@ class DMCPixelEnv(gym.Env):
         self.size, self.action_repeat = size, action_repeat
         self.camera_id = (2 if domain == "quadruped" else 0) if camera_id is None else camera_id
         self.color_set, self.color_step_std = color_set, color_step_std
-        self.max_steps = (time_limit + action_repeat - 1) // action_repeat
+        self.official = official_wrapper
+        # Control steps per agent step: the official wrapper repeats inside dmc2gym's frame skip too.
+        self.control_steps = action_repeat * action_repeat if official_wrapper else action_repeat
+        self.max_steps = (time_limit + self.control_steps - 1) // self.control_steps
         self.render_mode = render_mode
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum.astype(np.float32), spec.maximum.astype(np.float32)
@@ -99,10 +118,6 @@ class DMCPixelEnv(gym.Env):
         self.color_set = name
         self._reset_colors()
 
-    def _range(self) -> tuple[float, float]:
-        # Disjoint halves of RGB space: train colours in [0, 0.5), test colours in [0.5, 1].
-        return (0.0, 0.5) if self.color_set == "train" else (0.5, 1.0)
-
     def _reset_colors(self) -> None:
         model = self._env.physics.model
         model.geom_rgba[:] = self._base_geom
@@ -111,21 +126,33 @@ class DMCPixelEnv(gym.Env):
             self._colors = None
             return
         lo, hi = self._range()
-        n = model.ngeom + model.nmat
+        n = model.nmat if self.official else model.ngeom + model.nmat
         self._colors = self._rng.uniform(lo, hi, size=(n, 3))
         self._apply_colors()
 
+    def _range(self) -> tuple[np.ndarray | float, np.ndarray | float]:
+        if self.official:  # +-0.2 around the set's base colour, within [0, 1]
+            base = np.array(OFFICIAL_BASE[self.color_set])
+            return np.maximum(base - OFFICIAL_MAX_DELTA, 0.0), np.minimum(base + OFFICIAL_MAX_DELTA, 1.0)
+        # Disjoint halves of RGB space: train colours in [0, 0.5), test colours in [0.5, 1].
+        return (0.0, 0.5) if self.color_set == "train" else (0.5, 1.0)
+
     def _apply_colors(self) -> None:
         model = self._env.physics.model
-        ng = model.ngeom
-        model.geom_rgba[:, :3] = self._colors[:ng]
         # Materials of dm-control's shared assets (grid floor, self, ...); the skybox texture is not one.
-        model.mat_rgba[:, :3] = self._colors[ng:]
+        model.mat_rgba[:, :3] = self._colors[-model.nmat :]
+        if not self.official:
+            model.geom_rgba[:, :3] = self._colors[: model.ngeom]
 
     def _walk_colors(self) -> None:
         if self._colors is None:
             return
         lo, hi = self._range()
+        if self.official:  # clipped at the bounds, as color.py l. 96-105
+            step = self._rng.normal(0.0, OFFICIAL_STEP_STD, self._colors.shape)
+            self._colors = np.clip(self._colors + step, lo, hi)
+            self._apply_colors()
+            return
         self._colors = self._colors + self._rng.normal(0.0, self.color_step_std, self._colors.shape)
         # Reflect at the set's bounds so the two sets stay disjoint forever.
         self._colors = np.where(self._colors < lo, 2 * lo - self._colors, self._colors)
@@ -149,17 +176,39 @@ class DMCPixelEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
         scaled = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
-        reward = 0.0
-        for _ in range(self.action_repeat):
-            ts = self._env.step(scaled)
-            reward += ts.reward or 0.0
-            if ts.last():
-                break
+        if self.official:
+            ts, reward = self._official_step(scaled)
+        else:
+            reward = 0.0
+            for _ in range(self.action_repeat):
+                ts = self._env.step(scaled)
+                reward += ts.reward or 0.0
+                if ts.last():
+                    break
+            self._walk_colors()
         self._steps += 1
-        self._walk_colors()
         # dm-control tasks only end by time limit: truncation (bootstrap), never termination.
         truncated = ts.last() or self._steps >= self.max_steps
         return self.render(), float(reward), False, bool(truncated), {}
+
+
+    def _official_step(self, scaled: np.ndarray) -> tuple[Any, float]:
+        """One agent step of the official wrapper: ``action_repeat`` calls of dmc2gym, each of
+        ``action_repeat`` control steps with their rewards summed (``dmc2gym/wrappers.py``
+        l. 182-187); the outer loop's ``reward += reward`` keeps 2 x the last call's sum. The
+        colours walk at every control step."""
+        for _ in range(self.action_repeat):
+            inner = 0.0
+            for _ in range(self.action_repeat):
+                ts = self._env.step(scaled)
+                inner += ts.reward or 0.0
+                self._walk_colors()
+                if ts.last():
+                    break
+            reward = inner + inner  # wrappers.py l. 401-402: the loop variable overwrites the sum
+            if ts.last():
+                break
+        return ts, reward
 
 
 def register_dmc_envs() -> None:

@@ -11,6 +11,11 @@ success when it *ends* there. Episodes last ``max_episode_steps`` (truncation; n
 
 Observations: ``"vector"`` mode gives (agent x, y, target x, y) floats; ``"pixels"`` mode a
 64x64x3 uint8 frame: dark floor, green target square, white agent square drawn on top.
+
+Colour distractors (``color_set="train"`` or ``"test"``, the DisWM transfer setting): the floor
+and the target square take colours from the set's hue range (the AGV warehouse's disjoint
+``COLOR_SETS``), drawn at every reset and random-walked after every step; the agent stays white.
+``set_color_set`` switches the set mid-training (``--color-switch``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+from rlkd.envs.agv.colors import COLOR_SETS, hsv_to_rgb, reflect
 
 FLOOR, TARGET, AGENT = (40, 40, 40), (40, 200, 60), (255, 255, 255)
 # The agent was red in rlkd/PointReach-Pixels-v0: only ~14 nats of image likelihood per frame, and
@@ -30,6 +36,10 @@ FLOOR, TARGET, AGENT = (40, 40, 40), (40, 200, 60), (255, 255, 255)
 RED_AGENT = (230, 50, 40)
 PIXELS = 64
 MARGIN = 5  # pixels between the arena edge and the frame edge, so squares stay inside
+# Distractor colours in HSV: (saturation, value) ranges of the floor (dark) and the target (bright),
+# so the target stays visible on the floor whatever the hue; the walk's step std per channel.
+FLOOR_SV, TARGET_SV = ((0.3, 0.8), (0.1, 0.3)), ((0.6, 1.0), (0.65, 1.0))
+COLOR_STEP_STD = 0.03
 
 
 class PointReachVectorEnv(VectorEnv):
@@ -44,6 +54,7 @@ class PointReachVectorEnv(VectorEnv):
         min_start_distance: Smallest agent-target distance at reset.
         agent_px, target_px: Side of the agent and target squares in pixels.
         agent_rgb: Colour of the agent square.
+        color_set: ``"none"`` (fixed colours) or a distractor colour set, ``"train"`` or ``"test"``.
         render_mode: ``None`` or ``"rgb_array"`` (the 64x64 frame of env 0).
     """
 
@@ -62,6 +73,7 @@ class PointReachVectorEnv(VectorEnv):
         agent_px: int = 7,
         target_px: int = 9,
         agent_rgb: tuple[int, int, int] = AGENT,
+        color_set: str = "none",
         render_mode: str | None = None,
     ) -> None:
         if obs_mode not in ("vector", "pixels"):
@@ -73,6 +85,9 @@ class PointReachVectorEnv(VectorEnv):
         self.success_radius, self.min_start_distance = float(success_radius), float(min_start_distance)
         self.agent_px, self.target_px = int(agent_px), int(target_px)
         self.agent_rgb = tuple(int(c) for c in agent_rgb)
+        self._check_color_set(color_set)
+        self.color_set = color_set
+        self.hsv = np.zeros((self.num_envs, 2, 3))  # (N, floor|target, HSV) distractor colours
         if obs_mode == "pixels":
             self.single_observation_space = spaces.Box(0, 255, (PIXELS, PIXELS, 3), np.uint8)
         else:
@@ -97,6 +112,29 @@ class PointReachVectorEnv(VectorEnv):
                     break
             self.agent[i], self.target[i] = agent, target
         self.t[idx] = 0
+        if self.color_set != "none":
+            lo, hi = self._color_box()
+            self.hsv[idx] = self._rng.uniform(lo, hi, (len(idx), 2, 3))
+
+    @staticmethod
+    def _check_color_set(name: str) -> None:
+        if name != "none" and name not in COLOR_SETS:
+            raise ValueError(f"color_set must be 'none' or one of {sorted(COLOR_SETS)}, got {name!r}")
+
+    def _color_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(2, 3) lower and upper HSV bounds of the floor and target colours of the current set."""
+        hue = COLOR_SETS[self.color_set]
+        lo = np.array([[hue[0], FLOOR_SV[0][0], FLOOR_SV[1][0]], [hue[0], TARGET_SV[0][0], TARGET_SV[1][0]]])
+        hi = np.array([[hue[1], FLOOR_SV[0][1], FLOOR_SV[1][1]], [hue[1], TARGET_SV[0][1], TARGET_SV[1][1]]])
+        return lo, hi
+
+    def set_color_set(self, name: str) -> None:
+        """Switch the distractor colour set now: every env draws new colours from ``name``."""
+        self._check_color_set(name)
+        self.color_set = name
+        if name != "none":
+            lo, hi = self._color_box()
+            self.hsv[:] = self._rng.uniform(lo, hi, self.hsv.shape)
 
     def distances(self) -> np.ndarray:
         """Agent-target distance of every env, (N,)."""
@@ -106,10 +144,15 @@ class PointReachVectorEnv(VectorEnv):
         """Observations of envs ``idx``: (n, 4) float32 or (n, 64, 64, 3) uint8."""
         if self.obs_mode == "vector":
             return np.concatenate([self.agent[idx], self.target[idx]], 1).astype(np.float32)
-        return self._draw(self.agent[idx], self.target[idx])
+        return self._draw(self.agent[idx], self.target[idx], idx)
 
-    def _draw(self, agent: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return draw_frames(agent, target, self.agent_px, self.target_px, self.agent_rgb)
+    def _draw(
+        self, agent: np.ndarray, target: np.ndarray, idx: np.ndarray | slice = slice(None)
+    ) -> np.ndarray:
+        if self.color_set == "none":
+            return draw_frames(agent, target, self.agent_px, self.target_px, self.agent_rgb)
+        floor, target_rgb = hsv_to_rgb(self.hsv[idx]).transpose(1, 0, 2)  # (n, 3) each
+        return draw_frames(agent, target, self.agent_px, self.target_px, self.agent_rgb, floor, target_rgb)
 
     # ---------------------------------------------------------------- gymnasium API
 
@@ -132,6 +175,9 @@ class PointReachVectorEnv(VectorEnv):
         a = np.clip(np.asarray(actions, np.float64).reshape(self.num_envs, 2), -1.0, 1.0)
         self.agent = np.clip(self.agent + self.step_size * a, 0.0, 1.0)
         self.t += 1
+        if self.color_set != "none":
+            lo, hi = self._color_box()
+            self.hsv = reflect(self.hsv + COLOR_STEP_STD * self._rng.standard_normal(self.hsv.shape), lo, hi)
         dist = self.distances()
         reward = (-dist).astype(np.float32)
         success = dist < self.success_radius
@@ -152,7 +198,7 @@ class PointReachVectorEnv(VectorEnv):
         """The 64x64 frame of env 0, or None without a render mode."""
         if self.render_mode is None:
             return None
-        return self._draw(self.agent[:1], self.target[:1])[0]
+        return self._draw(self.agent[:1], self.target[:1], slice(0, 1))[0]
 
 
 def to_pixel(pos: np.ndarray) -> np.ndarray:
@@ -169,14 +215,24 @@ def draw_frames(
     agent_px: int,
     target_px: int,
     agent_rgb: tuple[int, int, int] = AGENT,
+    floor_rgb: np.ndarray | None = None,
+    target_rgb: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n, 64, 64, 3) uint8 frames: floor, target square, agent square on top."""
-    frames = np.empty((agent.shape[0], PIXELS, PIXELS, 3), np.uint8)
-    frames[:] = FLOOR
-    for pos, side, colour in ((target, target_px, TARGET), (agent, agent_px, agent_rgb)):
+    """(n, 64, 64, 3) uint8 frames: floor, target square, agent square on top.
+
+    ``floor_rgb`` and ``target_rgb`` (n, 3) give each frame its own colours (distractors); None
+    draws the fixed ``FLOOR`` and ``TARGET``.
+    """
+    n = agent.shape[0]
+    floor = np.broadcast_to(FLOOR if floor_rgb is None else floor_rgb, (n, 3))
+    frames = np.empty((n, PIXELS, PIXELS, 3), np.uint8)
+    frames[:] = floor[:, None, None, :]
+    target_cols = np.broadcast_to(TARGET if target_rgb is None else target_rgb, (n, 3))
+    agent_cols = np.broadcast_to(agent_rgb, (n, 3))
+    for pos, side, colours in ((target, target_px, target_cols), (agent, agent_px, agent_cols)):
         for i, (c, r) in enumerate(to_pixel(pos)):
             lo = side // 2
-            frames[i, max(r - lo, 0) : r - lo + side, max(c - lo, 0) : c - lo + side] = colour
+            frames[i, max(r - lo, 0) : r - lo + side, max(c - lo, 0) : c - lo + side] = colours[i]
     return frames
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.vector.utils import batch_space
+
+from rlkd.errors import UserError, describe_space
 
 
 def success_flags(info: dict[str, Any]) -> np.ndarray | None:
@@ -74,3 +79,51 @@ class EpisodeStatistics(VectorWrapper):
             self._returns[ended] = 0.0
             self._lengths[ended] = 0
         return obs, rewards, terminations, truncations, info
+
+
+class ResizeFrames(VectorWrapper):
+    """Resize square uint8 RGB frames (N, H, H, 3) to (N, S, S, 3), ``info["final_obs"]`` included.
+
+    Area interpolation (``cv2.INTER_AREA``), which averages the pixels a smaller pixel covers, so
+    small objects fade instead of flickering in and out as nearest-neighbour sampling makes them.
+    A frame already of side S is passed through untouched.
+    """
+
+    def __init__(self, env: VectorEnv, size: int, env_id: str = "the env") -> None:
+        super().__init__(env)
+        space = env.single_observation_space
+        shape = getattr(space, "shape", None)
+        if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(shape) == 3
+                and shape[0] == shape[1] and shape[2] == 3):  # fmt: skip
+            raise UserError(
+                f"image size {size} applies to square RGB pixel observations; {env_id} has "
+                f"{describe_space(space)}: drop --image-size (or the pixel preset) for this env"
+            )
+        self.size, self.same = int(size), shape[0] == size
+        self.single_observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+    def _resize(self, frames: np.ndarray) -> np.ndarray:
+        if self.same:
+            return frames
+        out = np.empty((len(frames), self.size, self.size, 3), np.uint8)
+        for i, frame in enumerate(frames):
+            out[i] = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return out
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._resize(obs), info
+
+    def step(self, actions):
+        obs, rewards, terminations, truncations, info = self.env.step(actions)
+        mask = info.get("_final_obs")
+        if mask is not None and mask.any() and not self.same:
+            final = info["final_obs"]
+            if final.dtype == object:  # Gymnasium's sync envs: one array per env, None where unused
+                final = final.copy()
+                final[mask] = list(self._resize(np.stack(list(final[mask]))))
+            else:  # rlkd's native envs: a batched (N, H, H, 3) array
+                final = self._resize(final)
+            info = {**info, "final_obs": final}
+        return self._resize(obs), rewards, terminations, truncations, info

@@ -24,10 +24,10 @@ class Actor(nn.Module):
     Feature (..., F) -> action distribution over (..., A).
     """
 
-    def __init__(self, feat: int, action_dim: int, units: int, min_std: float) -> None:
+    def __init__(self, feat: int, action_dim: int, units: int, min_std: float, clip: bool = True) -> None:
         super().__init__()
         self.net = dense(feat, units, 4, 2 * action_dim)
-        self.min_std = min_std
+        self.min_std, self.clip = min_std, clip
 
     def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:
         """Mean tanh(m) and std 2 sigmoid(s / 2) + min_std, each (..., A)."""
@@ -37,26 +37,34 @@ class Actor(nn.Module):
     def sample(self, feat: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """Returns (action (..., A), entropy (...), std (..., A)).
 
-        Samples are clipped to the open interval with a straight-through gradient, and the entropy
-        is the untruncated Normal's, both as dreamer-torch's ``SafeTruncatedNormal`` (``tools.py``,
-        a ``torch.distributions.Normal`` subclass that only overrides ``sample``).
+        Samples are clipped to the open interval with a straight-through gradient, as dreamer-torch's
+        ``SafeTruncatedNormal.sample`` (``tools.py``, a ``torch.distributions.Normal`` subclass that
+        only overrides ``sample``) would; the entropy is the untruncated Normal's. With ``clip``
+        off the samples stay unclipped, as the official code really acts: its ``ContDist.sample``
+        calls ``rsample``, which never reaches ``SafeTruncatedNormal.sample`` (docs/diswm.md).
         """
         mean, std = self(feat)
         if deterministic:
             return mean, torch.zeros(mean.shape[:-1], device=mean.device), std
-        raw = torch.addcmul(mean, std, torch.randn_like(std))
-        clipped = raw.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
-        action = raw + (clipped - raw).detach()
+        action = torch.addcmul(mean, std, torch.randn_like(std))
+        if self.clip:
+            action = action + (action.clamp(-1.0 + 1e-6, 1.0 - 1e-6) - action).detach()
         entropy = (0.5 + 0.5 * math.log(2 * math.pi) + std.log()).sum(-1)
         return action, entropy, std
 
 
-def lambda_return(reward: Tensor, value: Tensor, discount: Tensor, bootstrap: Tensor, lam: float) -> Tensor:
+def lambda_return(
+    reward: Tensor, value: Tensor, discount: Tensor, bootstrap: Tensor, lam: float,
+    official_order: bool = False,
+) -> Tensor:  # fmt: skip
     """TD(lambda) returns, computed backwards in time (dreamer-torch ``tools.lambda_return``).
 
     Args:
         reward, value, discount: (H, N) for imagined steps 0..H-1.
         bootstrap: (N,) value after the last step.
+        official_order: Return them in the order the official code does, last step first
+            (``tools.static_scan_for_lambda_return`` builds them backwards and never flips them
+            back), so step t is paired with R_{H-1-t}: a bug, kept to reproduce the paper's numbers.
 
     Returns:
         (H, N) returns R_t = r_t + d_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_H = bootstrap.
@@ -68,7 +76,7 @@ def lambda_return(reward: Tensor, value: Tensor, discount: Tensor, bootstrap: Te
     for t in reversed(range(reward.shape[0])):
         last = inputs[t] + discount[t] * lam * last
         out.append(last)
-    return torch.stack(out[::-1], 0)
+    return torch.stack(out if official_order else out[::-1], 0)
 
 
 def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -118,14 +126,17 @@ class Behaviour(nn.Module):
         horizon: Imagined states per start, the start included (``imag_horizon``).
         discount, lam, entropy: gamma, lambda of the lambda-returns, actor entropy bonus.
         slow_every: Copy the critic into the slow critic every this many updates (``slow_target_update``).
+        official_order: The official code's time-reversed lambda-returns (:func:`lambda_return`).
+        clip_actions: Clip the actor's samples to [-1, 1] (False: unclipped, as the official code).
     """
 
     def __init__(
         self, feat: int, action_dim: int, units: int, min_std: float, horizon: int, discount: float,
-        lam: float, entropy: float, slow_every: int,
+        lam: float, entropy: float, slow_every: int, official_order: bool = False, clip_actions: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.actor = Actor(feat, action_dim, units, min_std)
+        self.actor = Actor(feat, action_dim, units, min_std, clip_actions)
+        self.official_order = official_order
         self.critic = dense(feat, units, 3, 1)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.horizon, self.discount, self.lam, self.entropy = horizon, discount, lam, entropy
@@ -158,7 +169,9 @@ class Behaviour(nn.Module):
         reward = wm.reward(feat).squeeze(-1)  # (H, N)
         discount = imagined_discount(wm.cont, feat, is_terminal, self.discount)  # (H, N)
         value = self.slow_critic(feat).squeeze(-1)  # (H, N): the slow target (slow_actor/value_target)
-        target = lambda_return(reward[:-1], value[:-1], discount[:-1], value[-1], self.lam)  # (H-1, N)
+        target = lambda_return(
+            reward[:-1], value[:-1], discount[:-1], value[-1], self.lam, self.official_order
+        )  # (H-1, N)
         # Weight of each step: the probability of still being in the episode (shifted discounts).
         weights = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-2]], 0), 0).detach()
         # imag_gradient 'dynamics': maximise the lambda-returns by backpropagating through the model.

@@ -35,14 +35,16 @@ class PretrainConfig(WorldModelConfig):
     """Always pretrain."""
     data: str = ""
     """Dataset folder written by `rlkd collect` (required)."""
-    total_steps: int = 100_000
-    """Gradient updates to run (the official code's pretrain_steps is 1e6)."""
+    total_steps: int = 20_000
+    """Gradient updates to run (the official loop does 10 passes of range(0, 100000, 50): 20,000)."""
     checkpoint_interval: int = 10_000
     """Write a checkpoint every this many updates (and at the end)."""
     log_interval: int = 100
     """Log scalars every this many updates."""
     image_log_interval: int = 5_000
     """Log reconstruction images every this many updates (0: never)."""
+    sample_posterior: bool = False
+    """Sample the RSSM posterior; off uses its mean, as the official action-free code (``obs_step_af``)."""
 
     def validate(self) -> None:
         super().validate()
@@ -55,7 +57,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "total_steps": 20, "batch_size": 4, "batch_length": 8, "deter": 32, "stoch": 8, "hidden": 32,
         "units": 32, "cnn_depth": 4, "checkpoint_interval": 10, "log_interval": 5, "image_log_interval": 10,
     },
-    "paper": {"batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20},
+    "paper": {"batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20,
+              "total_steps": 20_000},
 }  # fmt: skip
 
 
@@ -78,7 +81,8 @@ def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> 
     data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed + world.rank,
                            image_size=cfg.image_size, shard=(world.rank, world.size))  # fmt: skip
     device = distributed.device(cfg.device)
-    model = WorldModel(cfg, action_dim=0, beta_vae=True).to(device)
+    obs_shape = (cfg.image_size, cfg.image_size, 3)
+    model = WorldModel(cfg, action_dim=0, obs_shape=obs_shape, beta_vae=True).to(device)
     distributed.broadcast_module_(model)
     if world.rank:  # rank 0's weights, each rank's own sampling noise
         seed_everything(cfg.seed + 1000 * world.rank)
@@ -103,7 +107,7 @@ def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> 
     while update < cfg.total_steps:
         batch = to_torch(data.sample(), device)
         batch["obs"] = batch.pop("image")
-        losses, _, metrics = model.loss(batch)
+        losses, _, metrics = model.loss(batch, sample=cfg.sample_posterior)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()

@@ -3,6 +3,8 @@
 Step t holds observation t, the action that led to it, the reward received on arriving, and the
 flags ``is_first``/``is_terminal`` (dreamer-torch layout). Windows may span episode boundaries;
 ``is_first`` resets the RSSM there (DreamerV3-style; the official DisWM code samples within episodes).
+With ``finished_only`` a window never reaches into the episode still running, as the official
+code, which only replays episodes once saved (``tools.sample_episodes``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Replay:
         obs_dtype: uint8 for pixels, float32 for vectors.
         action_dim: Size of the (continuous) actions.
         seed: Seed of the window sampler.
+        finished_only: Sample windows from finished episodes only.
     """
 
     def __init__(
@@ -34,8 +37,9 @@ class Replay:
         obs_dtype: Any,
         action_dim: int,
         seed: int,
+        finished_only: bool = False,
     ) -> None:
-        self.n, self.cap = num_envs, capacity // num_envs
+        self.n, self.cap, self.finished_only = num_envs, capacity // num_envs, finished_only
         self.data = {
             "obs": np.zeros((num_envs, self.cap, *obs_shape), obs_dtype),
             "action": np.zeros((num_envs, self.cap, action_dim), np.float32),
@@ -45,6 +49,9 @@ class Replay:
         }
         self.ptr = np.zeros(num_envs, np.int64)
         self.filled = np.zeros(num_envs, np.int64)
+        # Steps ever added to each ring, and the count at which the running episode began.
+        self.added = np.zeros(num_envs, np.int64)
+        self.episode_start = np.zeros(num_envs, np.int64)
         self.rng = np.random.default_rng(seed)
 
     def add(
@@ -55,16 +62,31 @@ class Replay:
         d = self.data
         d["obs"][i, p], d["action"][i, p], d["reward"][i, p] = obs, action, reward
         d["is_first"][i, p], d["is_terminal"][i, p] = first, terminal
+        if first:
+            self.episode_start[i] = self.added[i]
         self.ptr[i] = (p + 1) % self.cap
         self.filled[i] = min(self.filled[i] + 1, self.cap)
+        self.added[i] += 1
+
+    def _starts(self, length: int) -> np.ndarray:
+        """Number of window starts each env offers, counted from its oldest kept step, (N,)."""
+        usable = self.filled
+        if self.finished_only:  # the kept steps before the running episode's first one
+            usable = np.minimum(self.filled, self.episode_start - (self.added - self.filled))
+        return np.maximum(usable - length + 1, 0)
 
     def has_window(self, length: int) -> bool:
         """Whether some env holds at least ``length`` consecutive entries to sample from."""
-        return bool((self.filled >= length).any())
+        return bool(self._starts(length).any())
 
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
-        """(B, T) batch of numpy arrays; ``is_first`` is True at every window's first step."""
-        starts_per_env = np.maximum(self.filled - length + 1, 0)
+    def sample(self, batch: int, length: int, mark_start: bool = True) -> dict[str, np.ndarray]:
+        """(B, T) batch of numpy arrays.
+
+        With ``mark_start`` ``is_first`` is True at every window's first step, so the model starts
+        it as an episode (zero state, zero action); without it the first step keeps its stored flag
+        and action, and only the state starts from zeros (the official code).
+        """
+        starts_per_env = self._starts(length)
         if starts_per_env.sum() == 0:
             raise RuntimeError("replay has no complete window yet")
         env = self.rng.choice(self.n, size=batch, p=starts_per_env / starts_per_env.sum())
@@ -72,7 +94,8 @@ class Replay:
         base = np.where(self.filled[env] < self.cap, 0, self.ptr[env])
         idx = (base[:, None] + k[:, None] + np.arange(length)[None]) % self.cap  # (B, T)
         out = {key: arr[env[:, None], idx] for key, arr in self.data.items()}
-        out["is_first"][:, 0] = True
+        if mark_start:
+            out["is_first"][:, 0] = True
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -80,8 +103,8 @@ class Replay:
         keep = int(self.filled.max())
         return {
             "data": {k: torch.from_numpy(v[:, :keep].copy()) for k, v in self.data.items()},
-            "ptr": self.ptr.tolist(), "filled": self.filled.tolist(),
-            "rng": repr(self.rng.bit_generator.state),
+            "ptr": self.ptr.tolist(), "filled": self.filled.tolist(), "added": self.added.tolist(),
+            "episode_start": self.episode_start.tolist(), "rng": repr(self.rng.bit_generator.state),
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -90,4 +113,8 @@ class Replay:
             self.data[k][:, : v.shape[1]] = v.numpy()
         self.ptr[:] = state["ptr"]
         self.filled[:] = state["filled"]
+        # Checkpoints written before these counters: the running episode's start is unknown, so
+        # treat every kept step as finished.
+        self.added[:] = state.get("added", state["filled"])
+        self.episode_start[:] = state.get("episode_start", state["filled"])
         self.rng.bit_generator.state = ast.literal_eval(state["rng"])

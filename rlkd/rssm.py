@@ -8,6 +8,8 @@ batch, ``T`` time, ``S`` stoch, ``D`` deter, ``E`` embedding, ``A`` actions, ``H
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -78,7 +80,9 @@ class RSSM(nn.Module):
 
     The posterior's first layer on ``[deter, embed]`` is stored as two linear maps (``obs_deter``
     and ``obs_embed``, the same function as one map on the concatenation) so :meth:`observe` can
-    project the whole ``(B, T, E)`` embedding sequence in one matrix product before its loop.
+    project the whole ``(B, T, E)`` embedding sequence in one matrix product before its loop. Both
+    are initialised as that one map (PyTorch's default, bound ``1 / sqrt(D + E)``), as the official
+    ``_obs_out_layers``.
     """
 
     def __init__(
@@ -99,6 +103,12 @@ class RSSM(nn.Module):
         self.obs_deter = nn.Linear(deter, hidden)
         self.obs_embed = nn.Linear(embed, hidden, bias=False)
         self.obs_stats = nn.Linear(hidden, 2 * stoch)
+        # PyTorch's default Linear init draws weights and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in));
+        # the official single layer has fan_in D + E, each half here alone would have D or E.
+        bound = 1.0 / math.sqrt(deter + embed)
+        with torch.no_grad():
+            for p in (self.obs_deter.weight, self.obs_deter.bias, self.obs_embed.weight):
+                p.uniform_(-bound, bound)
 
     def initial(self, batch: int, device: torch.device | str) -> State:
         zeros = torch.zeros
@@ -150,12 +160,15 @@ class RSSM(nn.Module):
         return self._post_step(prev, action, self.obs_embed(embed), is_first, sample)
 
     def observe(
-        self, embed: Tensor, action: Tensor | None, is_first: Tensor, state: State | None = None
-    ) -> tuple[State, State]:
+        self, embed: Tensor, action: Tensor | None, is_first: Tensor, state: State | None = None,
+        sample: bool = True,
+    ) -> tuple[State, State]:  # fmt: skip
         """Filter a sequence. embed (B, T, E), action (B, T, A) or None, is_first (B, T) -> (B, T, .).
 
         The loop computes only what the next step needs (the posterior); the priors' statistics
         depend on the deterministic states alone, so they are computed for all T steps at once.
+        ``sample`` False uses the posterior's mean as the next state's input (the official
+        action-free pretraining, ``obs_step_af``).
         """
         batch, steps = embed.shape[:2]
         state = self.initial(batch, embed.device) if state is None else state
@@ -163,7 +176,7 @@ class RSSM(nn.Module):
         posts = []
         for t in range(steps):
             act = None if action is None else action[:, t]
-            state = self._post_step(state, act, proj[:, t], is_first[:, t], True)
+            state = self._post_step(state, act, proj[:, t], is_first[:, t], sample)
             posts.append(state)
         post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}
         prior = self.prior_stats(post["deter"], sample=False)

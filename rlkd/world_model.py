@@ -31,6 +31,7 @@ from rlkd.config import TrainConfig, check_ranges
 from rlkd.errors import UserError, describe_space
 from rlkd.rssm import RSSM, State, rssm_kl_loss
 from rlkd.wm_codecs import (
+    IMAGE_SIZES,
     BetaVAEDecoder,
     BetaVAEEncoder,
     ConvDecoder,
@@ -47,7 +48,8 @@ class WorldModelConfig(TrainConfig):
     """World-model fields shared by action-free pretraining and the online agent (paper sizes)."""
 
     image_size: int = 64
-    """Side of the square RGB observations; the conv stacks are built for 64 (as the paper)."""
+    """Side of the square RGB observations: 64 (the paper) or 32 (conv stacks without their first
+    layer; pixel envs are resized to it)."""
     z_dim: int = 20
     """Size of the beta-VAE latent z, the RSSM's observation embedding in DisWM (paper: 20)."""
     beta: float = 0.015
@@ -83,9 +85,10 @@ class WorldModelConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.image_size != 64:
+        if self.image_size not in IMAGE_SIZES:
             raise UserError(
-                f"--image-size must be 64 (the conv stacks are built for 64x64), got {self.image_size}"
+                f"--image-size must be one of {list(IMAGE_SIZES)} (the conv stacks are built for those), "
+                f"got {self.image_size}"
             )
         sizes = ("z_dim", "deter", "stoch", "hidden", "units", "cnn_depth", "mlp_layers", "batch_size")
         positive = (*sizes, "batch_length", "min_std", "model_lr", "grad_clip")
@@ -184,14 +187,17 @@ def distill_loss(student: Tensor, teacher: Tensor, per_step: bool = False) -> Te
 
 
 def obs_kind(space: Any, env_id: str = "the env") -> str:
-    """``"image"`` for uint8 Box(64, 64, 3), ``"vector"`` for float Box(D,); else :class:`UserError`."""
+    """``"image"`` for uint8 Box(S, S, 3) with S in ``IMAGE_SIZES``, ``"vector"`` for float Box(D,);
+    else :class:`UserError`."""
     shape, dtype = tuple(getattr(space, "shape", None) or ()), getattr(space, "dtype", None)
-    if isinstance(space, gym.spaces.Box) and shape == (64, 64, 3) and dtype == np.uint8:
+    square = len(shape) == 3 and shape[0] == shape[1] and shape[0] in IMAGE_SIZES and shape[2] == 3
+    if isinstance(space, gym.spaces.Box) and square and dtype == np.uint8:
         return "image"
     if isinstance(space, gym.spaces.Box) and len(shape) == 1 and np.issubdtype(dtype, np.floating):
         return "vector"
     raise UserError(
-        f"the world model supports uint8 Box(64, 64, 3) pixel observations (conv encoder) or float Box(D,) "
+        f"the world model supports uint8 Box(64, 64, 3) or Box(32, 32, 3) pixel observations (conv encoder) "
+        "or float Box(D,) "
         f"vector observations (MLP encoder); {env_id} has {describe_space(space)}: use a *-Pixels-v0, "
         "rlkd/DMC-* or "
         "vector-observation env"
@@ -204,7 +210,7 @@ class WorldModel(nn.Module):
     Args:
         cfg: Any :class:`WorldModelConfig` (sizes are read from it).
         action_dim: Action size; 0 builds the action-free model used for pretraining.
-        obs_shape: ``(64, 64, 3)`` for pixels, ``(D,)`` for vector observations.
+        obs_shape: ``(S, S, 3)`` pixels (S = 64 or 32), ``(D,)`` for vector observations.
         beta_vae: DisWM's beta-VAE encoder/decoder (pixels only) instead of DreamerV2's plain ones.
         pred_continue: Add a continue (discount) head (off for DMC, as ``pred_discount: False``).
     """
@@ -227,12 +233,12 @@ class WorldModel(nn.Module):
             self.decoder: nn.Module = MLPDecoder(feat, obs_shape[0], cfg.units, cfg.mlp_layers)
             embed = self.encoder.embed_size
         elif beta_vae:
-            self.encoder = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth)
-            self.decoder = BetaVAEDecoder(feat, cfg.z_dim, cfg.cnn_depth)
+            self.encoder = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth, obs_shape[0])
+            self.decoder = BetaVAEDecoder(feat, cfg.z_dim, cfg.cnn_depth, obs_shape[0])
             embed = cfg.z_dim
         else:
-            self.encoder = ConvEncoder(cfg.cnn_depth)
-            self.decoder = ConvDecoder(feat, cfg.cnn_depth)
+            self.encoder = ConvEncoder(cfg.cnn_depth, obs_shape[0])
+            self.decoder = ConvDecoder(feat, cfg.cnn_depth, obs_shape[0])
             embed = self.encoder.embed_size
         self.rssm = RSSM(embed, action_dim, cfg.deter, cfg.stoch, cfg.hidden, cfg.min_std, cfg.dyn_cell)
         self.reward = dense(feat, cfg.units, 2, 1) if action_dim > 0 else None
@@ -246,7 +252,7 @@ class WorldModel(nn.Module):
         return self.encoder(x), None, None
 
     def loss(
-        self, batch: dict[str, Tensor], distill: Distillation | None = None
+        self, batch: dict[str, Tensor], distill: Distillation | None = None, sample: bool = True
     ) -> tuple[dict[str, Tensor], State, dict[str, Tensor]]:
         """World-model losses on a batch of sequences.
 
@@ -255,6 +261,7 @@ class WorldModel(nn.Module):
                 ``reward`` (B, T), ``is_first`` bool (B, T), ``is_terminal`` bool (B, T).
             distill: The DisWM teacher and how to distil it, or None (no ``distill`` loss; callers
                 pass None while eta is 0).
+            sample: Sample the RSSM posterior (False: its mean, :meth:`RSSM.observe`).
 
         Returns:
             Unscaled losses (``image``: the observation NLL, plus ``beta * vae_kl`` with the beta-VAE
@@ -265,7 +272,7 @@ class WorldModel(nn.Module):
         x = preprocess(batch["obs"])  # (B, T, *obs_shape): the encoder's input and the decoder's target
         embed, mu, logvar = self.encode(x)  # (B, T, E)
         action = batch["action"] if self.rssm.action_dim > 0 else None
-        post, prior = self.rssm.observe(embed, action, batch["is_first"])
+        post, prior = self.rssm.observe(embed, action, batch["is_first"], sample=sample)
         feat = self.rssm.feat(post)  # (B, T, F)
         recon = self.decoder(feat)  # (B, T, *obs_shape)
         # Unit-variance Gaussian NLL summed over the observation (constant dropped), mean over (B, T).

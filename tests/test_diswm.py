@@ -298,7 +298,7 @@ def test_mismatches_through_the_cli(teacher_run: Path, tmp_path: Path, capsys: p
             str(tmp_path / "px"), "--env-kwargs", "{pixel_size: 32}", *BACKEND]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error:") and "(32, 32, 3)" in err and "(64, 64, 3)" in err
+    assert err.startswith("error:") and "renders 32x32 frames" in err and "--image-size 32" in err
     # A dataset of 32x32 videos cannot pretrain the 64x64 model.
     collect(ENV_ID, 2, tmp_path / "small", seed=0, pixel_size=32)
     argv = ["pretrain", "--data", str(tmp_path / "small"), "--preset", "debug", "--run-dir",
@@ -389,8 +389,13 @@ def test_naive_finetune_starts_from_pretrained_weights(teacher_run: Path, tmp_pa
     assert dreamer.label(cfg) == "naive-ft"
     weights = dreamer.load_pretrained(cfg)
     agent = dreamer.Agent(cfg, (64, 64, 3), 2, beta_vae=True)
+    action_columns = agent.wm.rssm.img_in[0].weight[:, cfg.stoch :].clone()
     dreamer.naive_init(agent, weights)
     assert agent.teacher is None
+    # The action columns keep the student's random init (the official zero-padded pretraining never
+    # trains them), not zeros.
+    torch.testing.assert_close(agent.wm.rssm.img_in[0].weight[:, cfg.stoch :], action_columns)
+    assert action_columns.abs().min() > 0
     torch.testing.assert_close(agent.wm.encoder.head.weight, weights["encoder.head.weight"])
     torch.testing.assert_close(
         agent.wm.rssm.img_in[0].weight[:, : cfg.stoch], weights["rssm.img_in.0.weight"]

@@ -157,7 +157,7 @@ def test_check_compatible_names_the_field() -> None:
         check_compatible({**meta, "image_size": 84}, cfg, "x")
 
 
-def test_image_size_other_than_64_is_rejected() -> None:
+def test_image_sizes_without_conv_stacks_are_rejected() -> None:
     with pytest.raises(UserError, match="image-size"):
         tiny_cfg(image_size=84).validate()
 

@@ -34,7 +34,7 @@ DEFAULT_PALETTE = np.array(
 )
 
 
-def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """Vectorised HSV -> RGB uint8; ``hsv`` (..., 3) in [0, 1]."""
     h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     i = np.floor(h * 6.0)
@@ -53,7 +53,7 @@ def rgb_to_hue(rgb: np.ndarray) -> np.ndarray:
     return np.array([colorsys.rgb_to_hsv(*c)[0] for c in flat]).reshape(rgb.shape[:-1])
 
 
-def _reflect(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def reflect(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Reflect ``x`` into ``[lo, hi]`` (reflection, unlike clipping, never freezes a walk)."""
     x = np.where(x > hi, 2 * hi - x, x)
     x = np.where(x < lo, 2 * lo - x, x)
@@ -88,7 +88,7 @@ class ColorDistractors:
         self._update_palette(idx)
 
     def _update_palette(self, idx: np.ndarray | slice) -> None:
-        rgb = _hsv_to_rgb(self.hsv[idx])  # (m, 3, 3)
+        rgb = hsv_to_rgb(self.hsv[idx])  # (m, 3, 3)
         pal = self.palette[idx]
         pal[:, FLOOR] = rgb[:, 0]
         pal[:, RACK] = rgb[:, 1]
@@ -102,7 +102,7 @@ class ColorDistractors:
     def _walk_colors(self) -> None:
         z = hash_normal(self.keys, self.episode, self.steps.astype(np.uint64), S_WALK, 9).reshape(-1, 3, 3)
         lo, hi = self._color_bounds(slice(None))
-        self.hsv = _reflect(self.hsv + DISTRACTOR_STEP_STD * z, lo, hi)
+        self.hsv = reflect(self.hsv + DISTRACTOR_STEP_STD * z, lo, hi)
         self._update_palette(slice(None))
 
     def set_color_set(self, name: str) -> None:
