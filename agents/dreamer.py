@@ -222,7 +222,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_every": 2, "prefill": 1_000, "log_interval": 500, "checkpoint_interval": 4_000,
         "image_log_interval": 2_000,
     },
-    # The paper's DMC settings (DreamerV2 sizes; these equal the dataclass defaults).
+    # The paper's DMC settings (DreamerV2 sizes; these equal the dataclass defaults). DMC steps as the
+    # paper describes (action repeat 2, rewards summed, 500-step episodes); the official code's
+    # wrapper stepped otherwise (4 control steps, 2 x the last call's reward, 250-step episodes):
+    # add --env-kwargs "{official_wrapper: true}" to reproduce it (docs/diswm.md, item 2).
     "paper": {
         "batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20,
         "beta": 0.015, "action_repeat": 2, "train_every": 5, "prefill": 2_500, "num_envs": 1,

@@ -9,7 +9,7 @@ encoder, RSSM and decoder, ``diswm`` distils the frozen teacher into its beta-VA
 
 Usage::
 
-    python bench/bench_transfer.py [--out runs/transfer] [--seeds 1 2 3 4 5] [--steps 8000]
+    python bench/bench_transfer.py [--out runs/transfer] [--seeds 1 2 3 4 5] [--steps 12000]
         [--parallel 2] [--agents dreamer naive-ft diswm] [--analyse-only]
 
 Runs are pinned one per core (``bench/bench_dreamer.py``'s runner); finished runs are kept and
@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/transfer")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
-    parser.add_argument("--steps", type=int, default=8_000, help="target env steps per run")
+    parser.add_argument("--steps", type=int, default=12_000, help="target env steps per run")
     parser.add_argument("--source-episodes", type=int, default=200, help="random source videos to record")
     parser.add_argument("--pretrain-updates", type=int, default=3_000)
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")

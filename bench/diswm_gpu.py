@@ -131,13 +131,18 @@ def grow(run: Path, calibration_s: float, seconds: float, after: int = 0) -> tup
     return rate(run, after)[0], per_step
 
 
+def env_extra(args: argparse.Namespace) -> str:
+    """More DMC env keywords: 100-step episodes for --smoke, the official wrapper's stepping."""
+    extra = ", time_limit: 100" if args.smoke else ""
+    return extra + (", official_wrapper: true" if args.official_wrapper else "")
+
+
 def stage_source(out: Path, args: argparse.Namespace) -> dict:
     """Random-policy Reacher Easy videos in the "train" colours."""
     data = out / "source_videos"
     if not (data / "manifest.json").exists():
-        limit = ", time_limit: 100" if args.smoke else ""
         rlkd(["collect", "--env", SOURCE, "--episodes", str(args.source_episodes), "--out", str(data),
-              "--env-kwargs", f"{{color_set: train{limit}}}"], timeout=args.budget_s)  # fmt: skip
+              "--env-kwargs", f"{{color_set: train{env_extra(args)}}}"], timeout=args.budget_s)  # fmt: skip
     manifest = json.loads((data / "manifest.json").read_text()) if (data / "manifest.json").exists() else {}
     return {"episodes": args.source_episodes, "manifest": manifest}
 
@@ -160,9 +165,9 @@ def stage_diswm(out: Path, args: argparse.Namespace, seconds: float) -> dict:
     run, t0 = out / "diswm", time.time()
     prefill = 2_500 if not args.smoke else 50  # the paper preset's random prefill
     first, log = (prefill + 500, 50) if not args.smoke else (prefill + 50, 10)
-    limit = ", time_limit: 100" if args.smoke else ""
     took = rlkd(["train", "--agent", "diswm", *args.sizes, "--env", TARGET, "--device", args.device,
-          "--env-kwargs", f"{{color_set: test{limit}}}", "--color-switch", "--color-switch-to", "train",
+          "--env-kwargs", f"{{color_set: test{env_extra(args)}}}",
+          "--color-switch", "--color-switch-to", "train",
           "--pretrained", str(out / "pretrain"), "--total-steps", str(first), "--log-interval", str(log),
           "--checkpoint-interval", "500", "--run-dir", str(run)], timeout=seconds)  # fmt: skip
     # Timed after the prefill (random steps, no updates). The colour switch comes at half of the
@@ -262,6 +267,9 @@ def main() -> None:
     r.add_argument("--eval-s", type=float, default=45.0, help="seconds kept for the evaluation")
     r.add_argument("--device", default="cuda")
     r.add_argument("--smoke", action="store_true", help="CPU, debug sizes, 100-step episodes")
+    r.add_argument("--official-wrapper", action="store_true",
+                   help="step and colour DMC as the official DisWM wrapper (4 control steps per agent step, "
+                        "2 x the last call's reward, 250-step episodes, its distractor)")  # fmt: skip
     args = parser.parse_args()
     if args.command == "bundle":
         bundle(Path(args.dir), args.python_version)
