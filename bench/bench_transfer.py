@@ -92,10 +92,15 @@ def first_half_mean(run: Path, steps: int) -> float:
     return float(np.mean([e.value for e in events]))
 
 
-def final_eval(run: Path, episodes: int) -> dict[str, float]:
+def final_eval(run: Path, episodes: int, steps: int) -> dict[str, float]:
+    """The deterministic evaluation of the run's last checkpoint (the one ``rlkd eval`` saved, if
+    it has the same episodes)."""
     from rlkd.evaluate import evaluate
 
-    ev = evaluate(run, "latest", episodes, deterministic=True)
+    saved = run / "eval" / f"eval_step_{steps}.json"
+    ev = json.loads(saved.read_text()) if saved.exists() else {}
+    if ev.get("episodes") != episodes or not ev.get("deterministic"):
+        ev = evaluate(run, "latest", episodes, deterministic=True)
     return {"mean_return": float(ev["mean_return"]), "success_rate": float(ev["success_rate"])}
 
 
@@ -104,8 +109,9 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
 
     per: dict[str, dict[str, list[float]]] = {}
     for name in args.agents:
-        rows = [{"first_half": first_half_mean(out / f"{name}__{s}", args.steps),
-                 **final_eval(out / f"{name}__{s}", args.episodes)} for s in args.seeds]  # fmt: skip
+        runs = [out / f"{name}__{s}" for s in args.seeds]
+        rows = [{"first_half": first_half_mean(run, args.steps), **final_eval(run, args.episodes, args.steps)}
+                for run in runs]  # fmt: skip
         per[name] = {k: [r[k] for r in rows] for k in rows[0]}
     summary: dict = {"steps": args.steps, "seeds": args.seeds, "agents": {}, "diswm_vs": {}}
     for name, metrics in per.items():

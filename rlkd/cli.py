@@ -214,7 +214,7 @@ def _open_resume(args: argparse.Namespace, made: list[Any]) -> tuple[dict[str, A
             )
         check_world(module, cfg)
     except BaseException:
-        run.release()
+        run.abandon()
         raise
     # Scalars up to and including the checkpoint's step were logged before it was written;
     # anything later is superseded by the resumed run (TensorBoard hides purged points).
@@ -256,8 +256,10 @@ def cmd_envs(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------ others
 def cmd_eval(args: argparse.Namespace) -> None:
+    from rlkd.config import check_device
     from rlkd.evaluate import evaluate
 
+    check_device(args.device)
     result = evaluate(
         Path(args.run_dir),
         checkpoint=args.checkpoint,

@@ -90,17 +90,22 @@ class TrainConfig:
         check_ranges(self, positive=positive, non_negative=("seed", "capture_video"))
         if self.env_backend not in ("auto", "envpool", "gymnasium"):
             raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UserError(f"--device must be cpu or cuda, got {self.device!r}")
-        if self.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise UserError(f"--device {self.device}: torch sees no CUDA device here; use --device cpu")
+        check_device(self.device)
         if self.on_nonfinite not in ("stop", "skip"):
             raise UserError(f"--on-nonfinite must be stop or skip, got {self.on_nonfinite!r}")
         if self.torch_threads < 0:
             raise UserError(f"--torch-threads must be 0 (automatic) or positive, got {self.torch_threads}")
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`UserError` unless ``device`` is cpu or a CUDA device torch can see."""
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
 
 
 def check_ranges(

@@ -22,6 +22,10 @@ LOCK_NAME = ".lock"
 class RunLock:
     """An exclusive lock on a run folder, released by :meth:`release` or when the process dies.
 
+    Taking the lock writes nothing: the holder's checks may still refuse the start, and a refused
+    start leaves the folder as it found it (:meth:`abandon`). Once they pass, :meth:`announce`
+    writes the holder's PID and command into the lock file for a second writer's message.
+
     Args:
         folder: The run folder (must exist).
         command: What holds it (``rlkd train``, ``rlkd resume``), for a second writer's message.
@@ -31,7 +35,8 @@ class RunLock:
     """
 
     def __init__(self, folder: Path, command: str) -> None:
-        self.path = folder / LOCK_NAME
+        self.path, self.command = folder / LOCK_NAME, command
+        self._created = not self.path.exists()
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -43,8 +48,12 @@ class RunLock:
                 f"run folder {folder} is being written by {holder}; wait for it to end or stop it "
                 "(rlkd eval/report/tb can read a live run)"
             ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"process {os.getpid()} ({command})\n".encode(), 0)
+
+    def announce(self) -> None:
+        """Write the holder (PID and command) into the lock file, once the start is accepted."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"process {os.getpid()} ({self.command})\n".encode(), 0)
 
     def release(self) -> None:
         """Release the lock (idempotent). The lock file stays; it means nothing while unlocked."""
@@ -52,9 +61,16 @@ class RunLock:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 
+    def abandon(self) -> None:
+        """Release the lock of a refused start, removing the lock file if this lock made it."""
+        held = self._fd is not None
+        self.release()
+        if held and self._created:
+            self.path.unlink(missing_ok=True)
+
 
 def _holder(fd: int) -> str:
-    """What the lock file says holds it. The holder writes it just after taking the lock, so an
+    """What the lock file says holds it. The holder writes it once its start is accepted, so an
     empty file is read again for up to 0.5 s before falling back to "another process"."""
     for _ in range(50):
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip()

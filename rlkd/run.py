@@ -288,8 +288,9 @@ class Run:
         # A folder from a start that failed before logging or checkpointing anything (only
         # config.yaml, empty checkpoints/) may be reused; anything more is a run to keep.
         if not cls._never_started(path):
-            lock.release()
+            lock.abandon()  # the folder stays as it was: no lock file left behind
             raise UserError(f"run folder {path} already exists and is not empty; use `rlkd resume {path}`")
+        lock.announce()
         save_yaml(cfg, path / "config.yaml", provenance())
         run = cls(path, to_dict(cfg))
         run._lock = lock
@@ -310,8 +311,21 @@ class Run:
         self.release()
 
     def lock(self, command: str) -> None:
-        """Become the run folder's one writer (see :mod:`rlkd.lock`); raises if another holds it."""
+        """Become the run folder's one writer (see :mod:`rlkd.lock`); raises if another holds it.
+
+        Nothing is written until :meth:`announce`; :meth:`abandon` undoes a refused start."""
         self._lock = RunLock(self.path, command)
+
+    def announce(self) -> None:
+        """Name this process in the lock file, once its start is accepted."""
+        if self._lock is not None:
+            self._lock.announce()
+
+    def abandon(self) -> None:
+        """Release the lock of a refused start, leaving the folder as it was found."""
+        if self._lock is not None:
+            self._lock.abandon()
+            self._lock = None
 
     def release(self) -> None:
         """Give up the writer's lock (the OS also releases it when the process ends)."""
@@ -328,8 +342,9 @@ class Run:
 
         Only from here on does the run folder change: a resume that cannot start (a checkpoint that
         does not fit an edited config, an env that fails) leaves it as it was, and a new run is
-        announced only once it will be kept.
+        announced only once it will be kept. The lock file names this process from here on too.
         """
+        self.announce()
         if self._config_to_save is not None:
             save_yaml(self._config_to_save, self.path / "config.yaml", provenance())
             self._config_to_save = None

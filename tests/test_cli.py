@@ -168,3 +168,9 @@ def test_every_preset_resolves_to_a_valid_config(agent, tmp_path):
     for preset in module.PRESETS:
         cfg = resolve(module.CONFIG, module.PRESETS, preset, None, {"agent": agent, **extra})
         assert cfg.preset == preset
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_eval_on_cuda_without_cuda_is_one_error_line(capsys, tmp_path):
+    err = error_line(capsys, ["eval", str(tmp_path), "--device", "cuda"])
+    assert "no CUDA device" in err and "--device cpu" in err

@@ -89,6 +89,28 @@ def test_one_writer_per_run_folder_with_real_processes(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ resume
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (the lock file included) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_refused_train_leaves_the_folder_byte_identical(capsys, tmp_path):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("mine\n")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--run-dir", str(run_dir)]) == 0
+    (run_dir / ".lock").write_text("process 1 (rlkd train)\n")
+    for folder in (other, run_dir):
+        before = snapshot(folder)
+        err = error_line(capsys, ["train", "--preset", "debug", "--run-dir", str(folder)])
+        assert "already exists and is not empty" in err
+        assert snapshot(folder) == before  # no new or rewritten .lock
+    assert not (other / ".lock").exists()
+    err = error_line(capsys, ["resume", str(run_dir)])  # already at its total steps
+    assert "already reached step" in err and snapshot(run_dir) == before
+
+
 def test_resume_that_cannot_start_changes_nothing(capsys, tmp_path):
     run_dir = tmp_path / "run"
     assert main(["train", "--preset", "debug", "--run-dir", str(run_dir)]) == 0
@@ -96,14 +118,11 @@ def test_resume_that_cannot_start_changes_nothing(capsys, tmp_path):
     original = config.read_text()
     config.write_text(original.replace("hidden_size: 16", "hidden_size: 32"))
 
-    def snapshot() -> dict[str, bytes]:
-        files = (p for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock")
-        return {str(p.relative_to(run_dir)): p.read_bytes() for p in files}
-
-    before = snapshot()
+    (run_dir / ".lock").write_text("process 1 (rlkd train)\n")  # what the last holder left
+    before = snapshot(run_dir)
     err = error_line(capsys, ["resume", str(run_dir), "--total-steps", "1024"])
     assert "does not fit the networks config.yaml describes" in err and "size mismatch" in err
-    assert snapshot() == before  # config.yaml still as edited, no new event file or checkpoint
+    assert snapshot(run_dir) == before  # config.yaml as edited, .lock as left, no new file
     config.write_text(original)
     assert main(["resume", str(run_dir), "--total-steps", "1024"]) == 0
     assert "total_steps: 1024" in config.read_text()  # written once the resume started
