@@ -178,5 +178,5 @@ def _make_gymnasium(env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> V
     return envs
 
 
-# DESIGN.md: rlkd registers its own envs when rlkd.envs is imported.
+# rlkd registers its own envs when rlkd.envs is imported (docs/design.md).
 _register_rlkd_envs()

@@ -15,7 +15,7 @@ from rlkd.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with DESIGN.md's error contract: one ``error:`` line, exit status 2."""
+    """argparse with rlkd's error contract (docs/design.md): one ``error:`` line, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see `{self.prog} --help`)")

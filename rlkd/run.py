@@ -75,7 +75,7 @@ def sanitize(name: str) -> str:
 
 
 def run_name(cfg: TrainConfig, agent_label: str) -> str:
-    """``<env>__<agent>__<seed>__<YYYYmmdd-HHMMSS>`` as DESIGN.md fixes it."""
+    """``<env>__<agent>__<seed>__<YYYYmmdd-HHMMSS>``, the run-folder name of docs/design.md."""
     return f"{sanitize(cfg.env_id)}__{agent_label}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 

@@ -1,4 +1,4 @@
-"""The distribution ships every subpackage under its rlkd name (DESIGN.md layout)."""
+"""The distribution ships every subpackage under its rlkd name (the layout of docs/design.md)."""
 
 from __future__ import annotations
 
