@@ -421,3 +421,23 @@ def test_eval_of_a_pretrain_run_is_one_error_line(teacher_run: Path, capsys: pyt
     assert main(["eval", str(teacher_run), "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error:") and "pretrain run" in err and "no policy to evaluate" in err
+
+
+def test_32x32_dreamer_trains_and_records_videos_as_a_collection_policy(tmp_path: Path) -> None:
+    # The official pretraining videos came from a trained agent: `rlkd collect --policy RUN_DIR`.
+    run_dir = tmp_path / "agent"
+    argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", "rlkd/PointReach-Pixels-v1",
+            "--image-size", "32", "--env-kwargs", "{color_set: train}", "--total-steps", "120",
+            "--run-dir", str(run_dir), *BACKEND]  # fmt: skip
+    assert main(argv) == 0
+    assert Run.open(run_dir).load_checkpoint()["state"]["obs_shape"] == [32, 32, 3]
+    out = tmp_path / "videos"
+    argv = ["collect", "--env", "rlkd/PointReach-Pixels-v1", "--episodes", "2", "--out", str(out),
+            "--policy", str(run_dir), "--env-kwargs", "{color_set: train, image_size: 32}"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["policy"] == str(run_dir) and manifest["image_shape"] == [32, 32, 3]
+    episode = np.load(out / manifest["episodes"][0]["file"])
+    assert episode["image"].shape == (51, 32, 32, 3)  # reset frame + 50 steps
+    # Evaluation rebuilds the env at the run's frame size.
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
