@@ -140,7 +140,11 @@ def make_vec(
     else:
         envs = _make_gymnasium(env_id, num_envs, env_kwargs)
     if image_size is not None:
-        envs = ResizeFrames(envs, image_size, env_id)
+        try:
+            envs = ResizeFrames(envs, image_size, env_id)
+        except UserError:
+            envs.close()
+            raise
     return EpisodeStatistics(envs)
 
 

@@ -92,3 +92,45 @@ def test_single_env_and_registration() -> None:
     assert trunc and not term
     with pytest.raises(ValueError, match="obs_mode"):
         PointReachVectorEnv(1, obs_mode="lidar")
+
+
+def test_resized_frames_keep_the_final_observation_and_refuse_vector_envs() -> None:
+    from rlkd.envs import make_vec
+
+    from rlkd.errors import UserError
+
+    envs = make_vec("rlkd/PointReach-Pixels-v1", 2, 0, image_size=32)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 32, 32, 3) and envs.single_observation_space.shape == (32, 32, 3)
+    inner = envs.unwrapped
+    for _ in range(50):
+        # Zero actions and fixed colours: the episode's final 64x64 frame is the one seen before.
+        last = inner.observe()
+        obs, _, _, trunc, info = envs.step(np.zeros((2, 2)))
+    assert trunc.all() and info["final_obs"].shape == (2, 32, 32, 3)
+    # Area interpolation: each 32x32 pixel is the mean of a 2x2 block of the 64x64 frame.
+    block = last.reshape(2, 32, 2, 32, 2, 3).astype(np.float64).mean((2, 4))
+    assert np.abs(info["final_obs"].astype(np.float64) - block).max() <= 1.0
+    assert not np.array_equal(info["final_obs"], obs)  # the next episode's first frame differs
+    with pytest.raises(UserError, match="square RGB pixel observations"):
+        make_vec("rlkd/PointReach-v0", 1, 0, image_size=32)
+
+
+def test_distractor_colours_come_from_disjoint_hue_sets_and_switch() -> None:
+    from rlkd.envs.agv.colors import COLOR_SETS, rgb_to_hue
+
+    env = PointReachVectorEnv(16, "pixels", color_set="train")
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):
+        obs, *_ = env.step(np.zeros((16, 2)))
+    floor_hue = rgb_to_hue(obs[:, 0, 0])  # the corner is floor
+    lo, hi = COLOR_SETS["train"]
+    assert ((floor_hue >= lo - 0.01) & (floor_hue <= hi + 0.01)).all()
+    env.set_color_set("test")
+    obs = env.observe()
+    floor_hue = rgb_to_hue(obs[:, 0, 0])
+    lo, hi = COLOR_SETS["test"]
+    assert ((floor_hue >= lo - 0.01) & (floor_hue <= hi + 0.01)).all()
+    plain = PointReachVectorEnv(1, "pixels")
+    plain.reset(seed=0)
+    assert tuple(plain.observe()[0, 0, 0]) == (40, 40, 40)  # no distractor: the fixed floor
