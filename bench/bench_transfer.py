@@ -31,6 +31,7 @@ Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -92,6 +93,32 @@ def first_half_mean(run: Path, steps: int) -> float:
     return float(np.mean([e.value for e in events]))
 
 
+DIAGNOSTICS = ("world_model/image_nll", "world_model/reward_mse", "world_model/kl_value", "losses/distill",
+               "world_model/eta")  # fmt: skip
+
+
+def diagnostics(out: Path, args: argparse.Namespace, bins: int = 4) -> dict[str, dict[str, list[float]]]:
+    """Mean over seeds of the world-model diagnostics in each quarter of training, per agent (what
+    to read when the metrics disagree with the paper; ``losses/distill`` is weighted by eta)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    edges = np.linspace(0, args.steps, bins + 1)
+    result: dict[str, dict[str, list[float]]] = {}
+    for name in args.agents:
+        per_tag: dict[str, list[list[float]]] = {}
+        for seed in args.seeds:
+            acc = EventAccumulator(str(out / f"{name}__{seed}"), size_guidance={"scalars": 0})
+            acc.Reload()
+            for tag in (t for t in DIAGNOSTICS if t in acc.Tags()["scalars"]):
+                steps = np.array([e.step for e in acc.Scalars(tag)])
+                values = np.array([e.value for e in acc.Scalars(tag)])
+                per_tag.setdefault(tag, []).append(
+                    [float(values[(steps > a) & (steps <= b)].mean()) for a, b in itertools.pairwise(edges)]
+                )
+        result[name] = {tag: np.nanmean(rows, 0).tolist() for tag, rows in per_tag.items()}
+    return result
+
+
 def final_eval(run: Path, episodes: int, steps: int) -> dict[str, float]:
     """The deterministic evaluation of the run's last checkpoint (the one ``rlkd eval`` saved, if
     it has the same episodes)."""
@@ -126,6 +153,7 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
                 key: list(probability_of_improvement(np.array(per["diswm"][key]), np.array(per[base][key])))
                 for key in per["diswm"]
             }
+    summary["diagnostics_per_quarter"] = diagnostics(out, args)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(markdown(summary))
     plot(out, args)
@@ -155,6 +183,11 @@ def markdown(summary: dict) -> str:
         for base, pois in summary["diswm_vs"].items():
             cells = [f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}] {verdict(p)}" for p in pois.values()]
             lines.append(f"| vs {base} | " + " | ".join(cells) + " |")
+    lines += ["", "Diagnostics, mean over seeds per quarter of training:", "",
+              "| agent | tag | 1st | 2nd | 3rd | 4th |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, tags in summary.get("diagnostics_per_quarter", {}).items():
+        for tag, values in tags.items():
+            lines.append(f"| {name} | {tag} | " + " | ".join(f"{v:.3g}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 
