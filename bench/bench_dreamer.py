@@ -151,11 +151,13 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
     return float(band.mean[0]), float(band.lower[0]), float(band.upper[0])
 
 
-def controller_returns(env_id: str, policy: Callable, episodes: int) -> dict[str, float]:
+def controller_returns(
+    env_id: str, policy: Callable, episodes: int, **env_kwargs: object
+) -> dict[str, float]:
     """Mean return (and success) of a scripted ``policy(env, obs) -> actions`` over ``episodes``."""
     from rlkd.envs import make_vec
 
-    envs = make_vec(env_id, 1, seed=10_000, backend="gymnasium")
+    envs = make_vec(env_id, 1, seed=10_000, backend="gymnasium", **env_kwargs)
     obs, _ = envs.reset(seed=10_000)
     returns, successes = [], []
     while len(returns) < episodes:
@@ -189,21 +191,21 @@ def make_vec_space(env_id: str) -> object:
     return envs.single_action_space
 
 
-def baselines(task: str, env: str, episodes: int) -> dict[str, dict[str, float]]:
+def baselines(task: str, env: str, episodes: int, **env_kwargs: object) -> dict[str, dict[str, float]]:
+    """The reference controllers' returns on ``env`` (made with ``env_kwargs``)."""
     rng = np.random.default_rng(0)
     space = make_vec_space(env)
     uniform = lambda e, o: rng.uniform(space.low, space.high, (1, *space.shape))  # noqa: E731
-    out = {"random": controller_returns(env, uniform, episodes)}
+    out = {"random": controller_returns(env, uniform, episodes, **env_kwargs)}
     if task == "pendulum":
-        out["energy + PD"] = controller_returns(env, pendulum_energy, episodes)
+        out["energy + PD"] = controller_returns(env, pendulum_energy, episodes, **env_kwargs)
     else:
         from rlkd.envs.reach import centre_action, greedy_action
 
-        centre = controller_returns(env, lambda e, o: centre_action(e.unwrapped.agent), episodes)
-        out["target-blind (centre)"] = centre
-        out["greedy"] = controller_returns(
-            env, lambda e, o: greedy_action(e.unwrapped.agent, e.unwrapped.target), episodes
-        )
+        centre = lambda e, o: centre_action(e.unwrapped.agent)  # noqa: E731
+        greedy = lambda e, o: greedy_action(e.unwrapped.agent, e.unwrapped.target)  # noqa: E731
+        out["target-blind (centre)"] = controller_returns(env, centre, episodes, **env_kwargs)
+        out["greedy"] = controller_returns(env, greedy, episodes, **env_kwargs)
     return out
 
 

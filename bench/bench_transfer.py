@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dreamer import episode_curve, run_all
+from bench_dreamer import baselines, episode_curve, run_all
 
 ENV = "rlkd/PointReach-Pixels-v1"
 SIZES = ["--image-size", "32", "--deter", "200", "--stoch", "16", "--hidden", "64", "--units", "64",
@@ -140,7 +140,9 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
         rows = [{"first_half": first_half_mean(run, args.steps), **final_eval(run, args.episodes, args.steps)}
                 for run in runs]  # fmt: skip
         per[name] = {k: [r[k] for r in rows] for k in rows[0]}
-    summary: dict = {"steps": args.steps, "seeds": args.seeds, "agents": {}, "diswm_vs": {}}
+    refs = baselines("reach", ENV, args.episodes, color_set="test")
+    summary: dict = {"steps": args.steps, "seeds": args.seeds, "agents": {}, "diswm_vs": {},
+                     "references": refs}  # fmt: skip
     for name, metrics in per.items():
         summary["agents"][name] = {}
         for key, values in metrics.items():
@@ -177,6 +179,8 @@ def markdown(summary: dict) -> str:
     for name, m in summary["agents"].items():
         lines.append(f"| {name} | {fmt(m['first_half'], '.1f')} | {fmt(m['mean_return'], '.1f')} | "
                      f"{fmt(m['success_rate'], '.2f')} |")  # fmt: skip
+    for name, ref in summary.get("references", {}).items():
+        lines.append(f"| {name} controller | - | {ref['mean_return']:.1f} | {ref['success_rate']:.2f} |")
     if summary["diswm_vs"]:
         lines += ["", "| P(DisWM > baseline) | first-half return | eval return | eval success |",
                   "|---|---|---|---|"]  # fmt: skip
