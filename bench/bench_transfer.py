@@ -31,8 +31,10 @@ Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +57,7 @@ def teacher(out: Path, episodes: int, updates: int) -> Path:
     """Random source videos in the "train" colours, then action-free pretraining (kept if done)."""
     data, run = out / "source_videos", out / "pretrain"
     if not (data / "manifest.json").exists():
-        subprocess.run(["rm", "-rf", str(data)], check=True)
+        shutil.rmtree(data, ignore_errors=True)
         kwargs = "{color_set: train, image_size: 32}"
         subprocess.run([sys.executable, "-m", "rlkd.cli", "collect", "--env", ENV, "--episodes",
                         str(episodes), "--out", str(data), "--env-kwargs", kwargs], check=True)  # fmt: skip
@@ -83,13 +85,19 @@ def jobs(out: Path, args: argparse.Namespace, pretrained: Path) -> list[tuple[Pa
     return todo
 
 
-def first_half_mean(run: Path, steps: int) -> float:
-    """Mean return of the training episodes ending in (PREFILL, steps / 2]."""
+@functools.cache
+def scalars(run: Path) -> object:
+    """The run's TensorBoard scalars, read once (``EventAccumulator``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
-    events = [e for e in acc.Scalars("charts/episodic_return") if PREFILL < e.step <= steps // 2]
+    return acc
+
+
+def first_half_mean(run: Path, steps: int) -> float:
+    """Mean return of the training episodes ending in (PREFILL, steps / 2]."""
+    events = [e for e in scalars(run).Scalars("charts/episodic_return") if PREFILL < e.step <= steps // 2]
     return float(np.mean([e.value for e in events]))
 
 
@@ -100,15 +108,12 @@ DIAGNOSTICS = ("world_model/image_nll", "world_model/reward_mse", "world_model/k
 def diagnostics(out: Path, args: argparse.Namespace, bins: int = 4) -> dict[str, dict[str, list[float]]]:
     """Mean over seeds of the world-model diagnostics in each quarter of training, per agent (what
     to read when the metrics disagree with the paper; ``losses/distill`` is weighted by eta)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     edges = np.linspace(0, args.steps, bins + 1)
     result: dict[str, dict[str, list[float]]] = {}
     for name in args.agents:
         per_tag: dict[str, list[list[float]]] = {}
         for seed in args.seeds:
-            acc = EventAccumulator(str(out / f"{name}__{seed}"), size_guidance={"scalars": 0})
-            acc.Reload()
+            acc = scalars(out / f"{name}__{seed}")
             for tag in (t for t in DIAGNOSTICS if t in acc.Tags()["scalars"]):
                 steps = np.array([e.step for e in acc.Scalars(tag)])
                 values = np.array([e.value for e in acc.Scalars(tag)])
