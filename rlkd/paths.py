@@ -16,6 +16,10 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}: {' -> '.join(paths)}" if paths else reason
 
 
+PROBE_PREFIX = ".rlkd-probe-"
+"""The name start of :func:`make_dir`'s short-lived write probe, which another process may see."""
+
+
 def make_dir(path: Path, what: str) -> Path:
     """Create folder ``path`` (and its parents) and check that it can be written.
 
@@ -50,6 +54,6 @@ def check_output_file(path: Path, what: str) -> Path:
 
 def _probe(folder: Path) -> None:
     # os.access() says yes to root even on a read-only file system: try a real write instead.
-    fd, name = tempfile.mkstemp(prefix=".rlkd-probe-", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
     os.close(fd)
     os.unlink(name)

@@ -34,7 +34,7 @@ from rlkd.config import TrainConfig, save_yaml, to_dict
 from rlkd.errors import UserError
 from rlkd.guard import nonfinite_paths
 from rlkd.lock import LOCK_NAME, RunLock
-from rlkd.paths import make_dir
+from rlkd.paths import PROBE_PREFIX, make_dir
 
 CHECKPOINT_FORMAT = "rlkd-checkpoint-v1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -300,7 +300,8 @@ class Run:
     def _never_started(path: Path) -> bool:
         """Whether ``path`` holds nothing but what :meth:`create` writes (config, empty checkpoints/)."""
         made = ("config.yaml", "config.yaml.tmp", "checkpoints", LOCK_NAME)
-        extra = any(p.name not in made for p in path.iterdir())
+        # Another start's write probe (paths.make_dir, taken before the lock) may be there for a moment.
+        extra = any(p.name not in made and not p.name.startswith(PROBE_PREFIX) for p in path.iterdir())
         return not extra and not any((path / "checkpoints").glob("*"))
 
     def discard_if_never_started(self) -> None:

@@ -18,6 +18,7 @@ import torch
 from rlkd.cli import main
 from rlkd.errors import UserError
 from rlkd.guard import UpdateGuard, check_finite, nonfinite_paths
+from rlkd.paths import PROBE_PREFIX
 from rlkd.run import Run
 from tests.helpers import read_scalars
 
@@ -109,6 +110,22 @@ def test_refused_train_leaves_the_folder_byte_identical(capsys, tmp_path):
     assert not (other / ".lock").exists()
     err = error_line(capsys, ["resume", str(run_dir)])  # already at its total steps
     assert "already reached step" in err and snapshot(run_dir) == before
+
+
+def test_another_starts_write_probe_does_not_make_a_folder_a_run(tmp_path):
+    # Two trains on one new folder: the later one's write probe (made before it waits for the lock)
+    # can be in the folder when the first looks; the first must still start (CI saw it refuse).
+    from rlkd.agents.ppo import PPOConfig
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / f"{PROBE_PREFIX}abc123").touch()
+    run = Run.create(PPOConfig(run_dir=str(run_dir)), "ppo")
+    assert (run_dir / "config.yaml").exists()
+    run.release()
+    (run_dir / "notes.txt").touch()  # anything else still marks a folder in use
+    with pytest.raises(UserError, match="already exists and is not empty"):
+        Run.create(PPOConfig(run_dir=str(run_dir)), "ppo")
 
 
 def test_resume_that_cannot_start_changes_nothing(capsys, tmp_path):
