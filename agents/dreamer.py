@@ -251,7 +251,9 @@ def eta_schedule(cfg: DreamerConfig, step: int) -> float:
     if cfg.mode != "distill" or step < cfg.distill_delay_steps:
         return 0.0
     progress = (step - cfg.distill_delay_steps) / cfg.eta_decay_steps
-    return cfg.eta_init * max(1.0 - progress, cfg.eta_final / cfg.eta_init)
+    # eta_init * max(1 - progress, eta_final / eta_init), written so that eta_init = 0 (the
+    # no-distillation control) needs no division.
+    return max(cfg.eta_init * (1.0 - progress), cfg.eta_final)
 
 
 # ============================================================================ agent

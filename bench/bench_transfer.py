@@ -11,6 +11,8 @@ Usage::
 
     python bench/bench_transfer.py [--out runs/transfer] [--seeds 1 2 3 4 5] [--steps 12000]
         [--parallel 2] [--agents dreamer naive-ft diswm] [--analyse-only]
+    # the eta-0 control (PLAN.md's addendum), against the committed runs' per-seed figures:
+    python bench/bench_transfer.py --agents diswm-eta0 --merge bench/results/transfer_reach/summary.json
 
 Runs are pinned one per core (``bench/bench_dreamer.py``'s runner); finished runs are kept and
 unfinished ones resume from their last checkpoint, so the command can be repeated after a kill.
@@ -49,7 +51,9 @@ SIZES = ["--image-size", "32", "--deter", "200", "--stoch", "16", "--hidden", "6
          "--mlp-layers", "2", "--cnn-depth", "8", "--z-dim", "20"]  # fmt: skip
 """The cpu-pixels preset's model: pretraining must build the same shapes for naive fine-tuning."""
 AGENTS = {"dreamer": ["--agent", "dreamer"], "naive-ft": ["--agent", "dreamer", "--finetune", "naive"],
-          "diswm": ["--agent", "diswm"]}  # fmt: skip
+          "diswm": ["--agent", "diswm"],
+          "diswm-eta0": ["--agent", "diswm", "--eta-init", "0", "--eta-final", "0"]}  # fmt: skip
+"""``diswm-eta0`` is the control of PLAN.md's addendum: DisWM's beta-VAE student with no distillation."""
 PREFILL = 1_000  # the cpu-pixels preset's random prefill: its episodes are left out of the mean
 
 
@@ -140,6 +144,12 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
     from rlkd.analysis.numerics import bootstrap_band, probability_of_improvement
 
     per: dict[str, dict[str, list[float]]] = {}
+    if args.merge:  # agents run earlier: their per-seed metrics from a committed summary.json
+        earlier = json.loads(Path(args.merge).read_text())
+        if (earlier["seeds"], earlier["steps"]) != (args.seeds, args.steps):
+            sys.exit(f"error: {args.merge} has other seeds or steps; pass the same --seeds and --steps")
+        for name, metrics in earlier["agents"].items():
+            per[name] = {key: m["per_seed"] for key, m in metrics.items()}
     for name in args.agents:
         runs = [out / f"{name}__{s}" for s in args.seeds]
         rows = [{"first_half": first_half_mean(run, args.steps), **final_eval(run, args.episodes, args.steps)}
@@ -147,7 +157,7 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
         per[name] = {k: [r[k] for r in rows] for k in rows[0]}
     refs = baselines("reach", ENV, args.episodes, color_set="test")
     summary: dict = {"steps": args.steps, "seeds": args.seeds, "agents": {}, "diswm_vs": {},
-                     "references": refs}  # fmt: skip
+                     "references": refs, "merged_from": args.merge}  # fmt: skip
     for name, metrics in per.items():
         summary["agents"][name] = {}
         for key, values in metrics.items():
@@ -233,6 +243,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
     parser.add_argument("--analyse-only", action="store_true", help="skip training")
+    parser.add_argument("--merge", help="summary.json of agents run earlier (same seeds, steps)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -159,6 +159,8 @@ def test_eta_schedule_is_the_official_formula() -> None:
         assert dreamer.eta_schedule(cross, step) == pytest.approx(crossed), step
         assert dreamer.eta_schedule(cfg, step) == pytest.approx(0.1 * max(1 - step / 50_000, 0.1))
     assert dreamer.eta_schedule(dataclasses.replace(cfg, agent="dreamer", pretrained=""), 0) == 0.0
+    off = dataclasses.replace(cfg, eta_init=0.0, eta_final=0.0)  # the no-distillation control
+    assert [dreamer.eta_schedule(off, s) for s in (0, 10_000, 200_000)] == [0.0, 0.0, 0.0]
 
 
 def test_distill_without_pretrained_is_a_user_error() -> None:
