@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -13,11 +14,39 @@ from rlkd.config import TrainConfig
 from rlkd.errors import UserError
 
 
+@dataclass
+class Inspection:
+    """One acting step of a policy with what run-time monitoring reads (:mod:`rlkd.monitor`).
+
+    Attributes:
+        actions: Env actions ``(N, ...)``, as :meth:`Policy.act` returns them.
+        features: ``(N, F)`` float32: the layer before the policy's heads (PPO) or the model state
+            the actor reads (Dreamer: deterministic and stochastic RSSM state).
+        uncertainty: ``(N,)`` float32 action uncertainty where the policy's distribution depends on
+            the state (categorical entropy, Dreamer's mean actor std); None where it does not (PPO's
+            Gaussian has one std for every state).
+        value: ``(N,)`` float32 extrinsic value estimate.
+        mode: ``(N, A)`` float32 the action distribution's mode (Gaussian mean, or the one-hot of the
+            most likely discrete action).
+    """
+
+    actions: np.ndarray
+    features: np.ndarray
+    uncertainty: np.ndarray | None
+    value: np.ndarray
+    mode: np.ndarray
+
+
 class Policy(Protocol):
-    """A trained policy for evaluation and data collection."""
+    """A trained policy for evaluation, data collection and run-time monitoring."""
+
+    obs_shape: tuple[int, ...]
 
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> np.ndarray:
         """Env actions (N, ...) for observations (N, ...); ``first`` marks each env's episode start."""
+
+    def inspect(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> Inspection:
+        """:meth:`act` with the features, uncertainty and value of the step (one step of state, as act)."""
 
 
 class AgentModule(Protocol):

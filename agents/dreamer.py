@@ -28,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from rlkd.agents import Inspection
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
@@ -37,6 +38,7 @@ from rlkd.behaviour import Behaviour
 from rlkd.config import check_ranges, to_dict
 from rlkd.errors import UserError, describe_space
 from rlkd.guard import DIVERGED, UpdateGuard, check_finite
+from rlkd.nets import numpy32
 from rlkd.replay import Replay
 from rlkd.rssm import RSSM, State
 from rlkd.run import Run, load_state, seed_everything
@@ -771,6 +773,23 @@ class Policy:
     @torch.no_grad()
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> np.ndarray:
         """obs (N, *obs_shape), first bool (N,) -> actions float32 (N, A) in the env's bounds."""
+        return to_env_action(self._step(obs, first, deterministic).cpu().numpy(), self.low, self.high)
+
+    @torch.no_grad()
+    def inspect(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> Inspection:
+        """:meth:`act` with the model state the actor read (deter + stoch), the actor's mean std, the
+        critic's value and the actor's mean."""
+        action = self._step(obs, first, deterministic)
+        feat = RSSM.feat(self.latent)
+        mean, std = self.agent.behaviour.actor(feat)
+        value = self.agent.behaviour.critic(feat).squeeze(-1)
+        return Inspection(
+            to_env_action(action.cpu().numpy(), self.low, self.high), numpy32(feat),
+            numpy32(std.mean(-1)), numpy32(value), numpy32(mean),
+        )  # fmt: skip
+
+    def _step(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> Tensor:
+        """Advance each env's latent by one observation; the action (N, A) in [-1, 1]."""
         n = obs.shape[0]
         rssm = self.agent.wm.rssm
         if self.latent is None or self.latent["deter"].shape[0] != n:
@@ -783,7 +802,7 @@ class Policy:
             self.latent, self.prev_action, obs_t, first_t, deterministic
         )
         self.prev_action = action
-        return to_env_action(action.cpu().numpy().astype(np.float32), self.low, self.high)
+        return action.float()
 
 
 def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:

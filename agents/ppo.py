@@ -29,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from rlkd.agents import Inspection
 from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
@@ -47,6 +48,7 @@ from rlkd.nets import (
     layer_init,
     mlp,
     nature_cnn,
+    numpy32,
     run_chain,
 )
 from rlkd.optim import FusedAdam, clip_grad_norm_
@@ -367,6 +369,22 @@ class Agent(nn.Module):
             logp = gaussian_log_prob(action, out, logstd)
             ent = (0.5 + 0.5 * math.log(2 * math.pi) + logstd).sum(-1).expand(out.shape[0])
         return (logp, ent, *self._values(f))
+
+
+    def inspect(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """For run-time monitoring of ``(B, *obs)``: the actor's input to its head ``(B, F)``, the
+        mode ``(B, A)`` (one-hot for discrete actions), the categorical entropy ``(B,)`` (None for the
+        Gaussian, whose std does not depend on the state) and the extrinsic value ``(B,)``."""
+        f = self._features(x)
+        h = run_chain(self._actor_path[:-1], f)
+        out = self.actor.forward(h)
+        if self.discrete:
+            logp = out.log_softmax(-1)
+            mode = nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float()
+            entropy: Tensor | None = -(logp.exp() * logp.clamp(min=torch.finfo(logp.dtype).min)).sum(-1)
+        else:
+            mode, entropy = out, None
+        return h, mode, entropy, self._values(f)[0]
 
 
 def gaussian_log_prob(action: Tensor, mean: Tensor, logstd: Tensor) -> Tensor:
@@ -857,6 +875,16 @@ class Policy:
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool = False) -> np.ndarray:
         action = self.agent.sample(self.prep(obs, self.device, update=False), deterministic=deterministic)[0]
         return to_env_action(action, self.action_space)
+
+    @torch.no_grad()
+    def inspect(self, obs: np.ndarray, first: np.ndarray, deterministic: bool = False) -> Inspection:
+        x = self.prep(obs, self.device, update=False)
+        action = self.agent.sample(x, deterministic=deterministic)[0]
+        features, mode, entropy, value = self.agent.inspect(x)
+        return Inspection(
+            to_env_action(action, self.action_space), numpy32(features),
+            None if entropy is None else numpy32(entropy), numpy32(value), numpy32(mode),
+        )  # fmt: skip
 
 
 def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Policy:

@@ -18,11 +18,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlkd.agents import AgentModule, Policy, agent_module
+
+if TYPE_CHECKING:
+    from rlkd.monitor.online import OnlineMonitor
 
 
 @dataclass
@@ -154,9 +157,27 @@ class LoadedPolicy:
     env) at the first step of new episodes, or call :meth:`reset`.
     """
 
-    def __init__(self, policy: Policy, obs_shape: tuple[int, ...]) -> None:
-        self.policy, self.obs_shape = policy, obs_shape
+    def __init__(self, policy: Policy, obs_shape: tuple[int, ...], run: Any = None, step: int = 0) -> None:
+        self.policy, self.obs_shape, self.run, self.step = policy, obs_shape, run, step
         self._first: np.ndarray | None = None
+
+    def monitor(self) -> OnlineMonitor:
+        """The run's calibrated failure monitor (``rlkd monitor calibrate``) as a per-step scorer:
+        ``actions, step = scorer.predict(obs, episode_start)``, ``step.alarm`` per env.
+
+        Raises:
+            rlkd.errors.UserError: The run has no monitor, or one calibrated for another policy.
+        """
+        from rlkd.monitor.online import OnlineMonitor
+        from rlkd.monitor.workflow import load_monitor
+
+        mon, step = load_monitor(self.run)
+        if step != self.step:
+            from rlkd.errors import UserError
+
+            raise UserError(f"the monitor was calibrated on checkpoint step {step}; load that one: "
+                            f"rlkd.load(run, checkpoint={step})")  # fmt: skip
+        return OnlineMonitor(self.policy, mon)
 
     def reset(self) -> None:
         """Start new episodes in every env at the next :meth:`predict`."""
@@ -187,5 +208,5 @@ def load(run_dir: str | Path, checkpoint: str | int = "latest", device: str = "c
     """The policy of ``checkpoint`` (latest, best or a step) of the run in ``run_dir``."""
     from rlkd.evaluate import load_run_policy
 
-    _, _, _, policy = load_run_policy(Path(run_dir), checkpoint, device)
-    return LoadedPolicy(policy, tuple(policy.obs_shape))
+    run, data, _, policy = load_run_policy(Path(run_dir), checkpoint, device)
+    return LoadedPolicy(policy, tuple(policy.obs_shape), run, int(data["step"]))

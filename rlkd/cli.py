@@ -1,4 +1,4 @@
-"""The ``rlkd`` command line: train | resume | eval | report | collect | pretrain | envs | tb.
+"""The ``rlkd`` command line: train | resume | eval | monitor | report | collect | pretrain | envs | tb.
 
 User errors (bad ids, options, files) print one line ``error: ...`` on stderr and exit with 2.
 """
@@ -270,6 +270,46 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
     for key, value in result.items():
         print(f"{key}: {value}")
+    if args.monitor:
+        from rlkd.monitor.evaluation import evaluate as evaluate_monitor
+
+        _print_monitor(evaluate_monitor(Path(args.run_dir), args.episodes))
+
+
+def cmd_monitor(args: argparse.Namespace) -> None:
+    from rlkd.config import read_yaml_text
+    from rlkd.monitor import MonitorConfig
+    from rlkd.monitor.evaluation import evaluate
+    from rlkd.monitor.workflow import calibrate
+
+    kwargs = read_yaml_text(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
+    if args.action == "calibrate":
+        cfg = MonitorConfig(alpha=args.alpha, window=args.window, novelty=args.novelty, updates=args.updates,
+                            fit_fraction=args.fit_fraction, deterministic=not args.stochastic)  # fmt: skip
+        record = calibrate(Path(args.run_dir), cfg, args.episodes, args.checkpoint, args.env_id, kwargs)
+        fit, cal = record["fit_episodes"], record["calibration_episodes"]
+        print(f"kept {record['successful']} of {record['episodes']} episodes: {fit} fit the scorers, "
+              f"{cal} set the thresholds (alpha {cfg.alpha})")  # fmt: skip
+        for name, stats in record["scores"].items():
+            print(f"threshold {name}: {stats['threshold']:.4g}")
+        print(f"wrote {Path(record['run']) / 'monitor'}")
+        return
+    _print_monitor(evaluate(Path(args.run_dir), args.episodes, args.env_id, kwargs, args.label, args.seed))
+
+
+def _print_monitor(record: dict[str, Any]) -> None:
+    """The rules' table of a monitor evaluation, and where its files are."""
+    rate = record["success_rate"]
+    print(f"{record['env_id']} {record['env_kwargs'] or ''}: {record['episodes']} episodes, "
+          f"success rate {'n/a' if rate is None else f'{rate:.2f}'}, alpha {record['alpha']}")  # fmt: skip
+    print(f"{'rule':<12} {'accuracy':>16} {'TPR':>16} {'FPR':>16} {'lead (median)':>14}")
+    cell = lambda m: "n/a" if m is None else f"{m['value']:.2f} [{m['ci95'][0]:.2f},{m['ci95'][1]:.2f}]"  # noqa: E731
+    for rule, m in record["rules"].items():
+        lead = (m.get("lead_time") or {}).get("median")
+        print(f"{rule:<12} {cell(m.get('accuracy')):>16} {cell(m.get('tpr')):>16} {cell(m.get('fpr')):>16} "
+              f"{'-' if lead is None else f'{lead:.0f}':>14}")  # fmt: skip
+    folder = Path(record["run"]) / "monitor" / "eval"
+    print(f"wrote {folder / record['label']}.json and .png")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -329,6 +369,24 @@ def cmd_pretrain(argv: Sequence[str]) -> None:
     cmd_train(["--agent", "pretrain", *argv])
 
 
+def _monitor_parser(sub: Any) -> None:
+    p = sub.add_parser("monitor", help="run-time failure prediction: calibrate, then eval (rlkd.monitor)")
+    p.add_argument("action", choices=["calibrate", "eval"])
+    p.add_argument("run_dir")
+    p.add_argument("--env", dest="env_id", default=None, help="another env with the run's spaces")
+    p.add_argument("--env-kwargs", default=None, metavar="YAML", help="added to the run's")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--alpha", type=float, default=0.05, help="calibrate: false-alarm bound on successes")
+    p.add_argument("--window", type=int, default=5, help="calibrate: steps each score is averaged over")
+    p.add_argument("--novelty", choices=["rnd", "rdd"], default="rnd", help="calibrate: distillation method")
+    p.add_argument("--fit-fraction", type=float, default=0.5, help="calibrate: episodes that fit the scorers")
+    p.add_argument("--updates", type=int, default=1_000, help="calibrate: optimiser steps of each scorer")
+    p.add_argument("--checkpoint", default="latest", help="calibrate: latest, best or a step number")
+    p.add_argument("--stochastic", action="store_true", help="calibrate: sample actions (default: the mode)")
+    p.add_argument("--label", default=None, help="eval: name of the output files (default: from the env)")
+    p.add_argument("--seed", type=int, default=0, help="eval: added to the evaluation seed")
+
+
 def _main_parser() -> _Parser:
     parser = _Parser(prog="rlkd", description="RL agents built on distillation (RND, RDD, DisWM).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -350,6 +408,8 @@ def _main_parser() -> _Parser:
     p.add_argument("--deterministic", action="store_true", help="take the most likely action")
     p.add_argument("--video", default=None, metavar="FILE.gif", help="write a GIF of the first episode")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--monitor", action="store_true", help="also judge the run's monitor")
+    _monitor_parser(sub)
     p = sub.add_parser("report", help="tables, learning-curve PNGs and CSVs from TensorBoard event files")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
     p.add_argument("--out", default=None, help="output folder (default: report/ next to the runs)")
@@ -400,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval": cmd_eval,
             "report": cmd_report,
             "collect": cmd_collect,
+            "monitor": cmd_monitor,
             "envs": cmd_envs,
             "tb": cmd_tb,
         }

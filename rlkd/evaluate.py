@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -311,8 +312,12 @@ def run_episodes(
     deterministic: bool,
     record_video: bool,
     env_id: str,
+    on_end: Callable[[int, bool, bool | None, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Step ``envs`` until every env finished its quota of episodes; collect per-episode results."""
+    """Step ``envs`` until every env finished its quota of episodes; collect per-episode results.
+
+    ``on_end(i, counted, success, return)`` is called for every env whose episode just ended
+    (:class:`rlkd.monitor.traces.Tracer` keeps the counted episodes' steps)."""
     n = envs.num_envs
     quota = np.full(n, episodes // n, dtype=np.int64)
     quota[: episodes % n] += 1
@@ -337,13 +342,17 @@ def run_episodes(
         if "_episode" not in info:
             raise RuntimeError(f"{env_id}: an episode ended without info['episode'] statistics")
         for i in np.flatnonzero(done):
-            if done_count[i] >= quota[i]:
+            ep = info["episode"]
+            success = bool(ep["success"][i]) if "success" in ep else None
+            counted = bool(done_count[i] < quota[i])
+            if on_end is not None:
+                on_end(int(i), counted, success, float(ep["r"][i]))
+            if not counted:
                 continue
             done_count[i] += 1
-            ep = info["episode"]
             stats["returns"].append(float(ep["r"][i]))
             stats["lengths"].append(int(ep["l"][i]))
-            stats["successes"].append(bool(ep["success"][i]) if "success" in ep else None)
+            stats["successes"].append(success)
             if i in ended_records:
                 stats["records"].append(ended_records[i])
             if recording and i == 0:

@@ -50,6 +50,11 @@ def layer_chain(*modules: nn.Module) -> list[nn.Module]:
     return out
 
 
+def numpy32(x: torch.Tensor) -> np.ndarray:
+    """A tensor as a float32 numpy array on the CPU (what monitoring stores per step)."""
+    return x.detach().cpu().numpy().astype(np.float32)
+
+
 def run_chain(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
     """``x`` through ``layers`` by their ``forward`` methods: what ``nn.Sequential`` computes, without
     ``Module.__call__``'s hook dispatch (~4 us a layer on this CPU, a third of a small MLP's forward

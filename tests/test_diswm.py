@@ -423,6 +423,10 @@ def test_eval_of_a_pretrain_run_is_one_error_line(teacher_run: Path, capsys: pyt
     assert main(["eval", str(teacher_run), "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error:") and "pretrain run" in err and "no policy to evaluate" in err
+    # Nor one to monitor: refused before anything is written.
+    assert main(["monitor", "calibrate", str(teacher_run), "--episodes", "20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no policy to evaluate" in err and not (teacher_run / "monitor").exists()
 
 
 def test_32x32_dreamer_trains_and_records_videos_as_a_collection_policy(tmp_path: Path) -> None:
