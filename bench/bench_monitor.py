@@ -19,11 +19,16 @@ Analysis, fixed before any run:
 
 * per env and rule (``fiper``: both scores; ``novelty`` and ``uncertainty`` alone; ``obs_novelty``:
   RND on raw observations, the usual approach; ``value``: minus the critic's value; ``random``: an
-  alarm at FIPER's alarm rate at a uniform step): accuracy, TPR, FPR and the median lead time of
+  alarm at FIPER's alarm rate at a uniform step; ``jitter`` and ``fiper_jitter``: the other
+  candidate uncertainty substitute, the mode action's change): accuracy, TPR, FPR and the median lead time of
   alarmed failures, with the episodes of all seeds pooled and a 95% percentile bootstrap interval
   over episodes (``rlkd.monitor.evaluation.summarise``); every seed's value in ``summary.json``;
 * over the shifts: the rules' accuracy over all shifted episodes pooled (harmful and benign
   together: an alarm on a benign shift's success is a false positive);
+* the uncertainty substitute for PPO's Gaussian: the candidate (``uncertainty``, the ensemble, or
+  ``jitter``) whose FIPER rule (``fiper`` or ``fiper_jitter``) has the higher pooled accuracy over
+  the shifts is the one the docs name; the default (``fiper``, the ensemble) changes only if
+  ``fiper_jitter``'s interval lies wholly above it;
 * the calibration guarantee: the false-alarm rate on in-distribution successes, per seed and
   pooled, against alpha = 0.05; read as "within its bound" when the pooled 95% interval's lower end
   is at most alpha.

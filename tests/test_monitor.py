@@ -61,7 +61,8 @@ def _episode(uncertainty: list[float], value: list[float]) -> Episode:
 def test_both_scores_rule_alarms_only_where_both_exceed() -> None:
     mon = Monitor(MonitorConfig(window=2), feature_dim=4, obs_dim=3, action_dim=1, state_uncertainty=True)
     episode = _episode([0, 0, 1, 1, 0], [5, 5, 5, 5, -5])  # windowed: [0, 0, .5, 1, .5]; -value: [.., 0]
-    mon.thresholds = {"novelty": -1.0, "uncertainty": 0.6, "obs_novelty": math.inf, "value": -1.0}
+    mon.thresholds = {"novelty": -1.0, "uncertainty": 0.6, "obs_novelty": math.inf, "value": -1.0,
+                      "jitter": math.inf}  # fmt: skip
     steps = mon.alarm_steps(episode)
     assert steps["uncertainty"] == 3 and steps["fiper"] == 3  # novelty is always above its -1
     assert steps["value"] == 4 and steps["obs_novelty"] is None  # -value windowed: [-5 ... -5, 0]
@@ -94,7 +95,7 @@ def test_calibrate_writes_the_monitor_folder_with_finite_thresholds(ppo_run: Pat
     # CartPole reports no success: every episode is kept, half fit the scorers, half set thresholds.
     assert record["successful"] == 12 and record["fit_episodes"] == 6 and record["calibration_episodes"] == 6
     thresholds = {name: s["threshold"] for name, s in record["scores"].items()}
-    assert set(thresholds) == {"novelty", "uncertainty", "obs_novelty", "value"}
+    assert set(thresholds) == {"novelty", "uncertainty", "obs_novelty", "value", "jitter"}
     assert all(math.isfinite(t) for t in thresholds.values())
     # At alpha 0.2 and 6 episodes the threshold is the ceil(7 * 0.8) = 6th smallest: the maximum.
     assert all(s["threshold"] == s["quantiles"]["100"] for s in record["scores"].values())
@@ -107,7 +108,8 @@ def test_eval_and_the_per_step_scorer_agree(ppo_run: Path, capsys: pytest.Captur
     assert "fiper" in out and "random" in out
     record = json.loads((ppo_run / "monitor" / "eval" / "own.json").read_text())
     assert record["episodes"] == 4 and record["success_rate"] is None
-    assert set(record["rules"]) == {"fiper", "novelty", "uncertainty", "obs_novelty", "value", "random"}
+    rules = {"fiper", "fiper_jitter", "novelty", "uncertainty", "obs_novelty", "value", "jitter", "random"}
+    assert set(record["rules"]) == rules
     assert (ppo_run / "monitor" / "eval" / "own.png").stat().st_size > 0
     assert list((ppo_run / "monitor" / "eval").glob("events.out.tfevents.*"))
 
@@ -127,8 +129,11 @@ def test_eval_and_the_per_step_scorer_agree(ppo_run: Path, capsys: pytest.Captur
         online.append({k: v[0] for k, v in reading.scores.items()})
         obs = env.step(int(actions[0]))[0]
     cat = lambda f: np.concatenate([f(s, o) for s, o in steps])  # noqa: E731
+    mode = cat(lambda s, o: s.mode)
+    jitter = np.r_[0.0, np.square(np.diff(mode, axis=0)).mean(-1)]  # by hand: no change at step 0
     raw = scorer.monitor.raw_scores(cat(lambda s, o: s.features), cat(lambda s, o: o),
-                                    cat(lambda s, o: s.uncertainty), cat(lambda s, o: s.value))  # fmt: skip
+                                    cat(lambda s, o: s.uncertainty), cat(lambda s, o: s.value),
+                                    jitter)  # fmt: skip
     for name, values in raw.items():
         expected = windowed(values, scorer.monitor.cfg.window)
         assert np.isfinite(expected).all()

@@ -11,6 +11,8 @@ Scores, each computed per step, averaged over a trailing window of ``window`` st
                    (:class:`~rlkd.monitor.scorers.EnsembleScorer`) (FIPER's second score)
 ``obs_novelty``    RND on raw observations (images pooled to 16 x 16): the usual approach, a baseline
 ``value``          minus the critic's value: a low predicted return, a baseline
+``jitter``         the squared change of the policy's mode action since the last step: the other
+                   candidate substitute for a state-independent uncertainty (0 at an episode's start)
 =================  ============================================================================
 
 Rules (:data:`RULES`): ``fiper`` raises an alarm at the first step where both ``novelty`` and
@@ -33,14 +35,21 @@ from rlkd.monitor.conformal import conformal_threshold, first_alarm, windowed
 from rlkd.monitor.scorers import EnsembleScorer, NoveltyScorer
 from rlkd.monitor.traces import Episode
 
-SCORES = ("novelty", "uncertainty", "obs_novelty", "value")
+SCORES = ("novelty", "uncertainty", "obs_novelty", "value", "jitter")
 RULES: dict[str, tuple[str, ...]] = {
     "fiper": ("novelty", "uncertainty"),
+    "fiper_jitter": ("novelty", "jitter"),
     "novelty": ("novelty",),
     "uncertainty": ("uncertainty",),
     "obs_novelty": ("obs_novelty",),
     "value": ("value",),
+    "jitter": ("jitter",),
 }
+
+
+def mode_change(mode: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Mean over action dimensions of the squared change of the mode action ``(B, A)`` -> ``(B,)``."""
+    return np.square(np.asarray(mode, np.float64) - previous).mean(-1)
 
 
 @dataclass
@@ -125,9 +134,10 @@ class Monitor:
 
     # ------------------------------------------------------------------------------------ scoring
     def raw_scores(
-        self, features: np.ndarray, obs: np.ndarray, uncertainty: np.ndarray | None, value: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """Per-step scores ``(T,)`` of steps ``(T, ...)`` before windowing."""
+        self, features: np.ndarray, obs: np.ndarray, uncertainty: np.ndarray | None, value: np.ndarray,
+        jitter: np.ndarray,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Per-step scores ``(T,)`` of steps ``(T, ...)`` before windowing (jitter: :func:`mode_change`)."""
         if uncertainty is None:
             assert self.ensemble is not None, "the policy reports no uncertainty: the ensemble stands in"
             uncertainty = self.ensemble(features)
@@ -136,11 +146,14 @@ class Monitor:
             "uncertainty": np.asarray(uncertainty, np.float64),
             "obs_novelty": self.obs_novelty(obs),
             "value": -np.asarray(value, np.float64),
+            "jitter": np.asarray(jitter, np.float64),
         }
 
     def scores(self, episode: Episode) -> dict[str, np.ndarray]:
         """Windowed per-step scores ``(T,)`` of an episode, by score name."""
-        raw = self.raw_scores(episode.features, episode.obs, episode.uncertainty, episode.value)
+        previous = np.concatenate([episode.mode[:1], episode.mode[:-1]])  # no change at the first step
+        jitter = mode_change(episode.mode, previous)
+        raw = self.raw_scores(episode.features, episode.obs, episode.uncertainty, episode.value, jitter)
         return {name: windowed(x, self.cfg.window) for name, x in raw.items()}
 
     def alarm_steps(self, episode: Episode) -> dict[str, int | None]:

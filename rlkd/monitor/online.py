@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlkd.agents import Policy
-from rlkd.monitor.monitor import RULES, SCORES, Monitor
+from rlkd.monitor.monitor import RULES, SCORES, Monitor, mode_change
 from rlkd.monitor.traces import raw_input
 
 
@@ -46,6 +46,7 @@ class OnlineMonitor:
         self.window = monitor.cfg.window
         self._recent: np.ndarray | None = None  # (N, scores, window) raw scores, newest last
         self._count: np.ndarray | None = None  # (N,) steps in the current episode, up to window
+        self._mode: np.ndarray | None = None  # (N, A) the last step's mode action
 
     def predict(
         self, obs: np.ndarray, episode_start: np.ndarray | None = None, deterministic: bool | None = None
@@ -62,7 +63,11 @@ class OnlineMonitor:
         self._count[first] = 0
         mode = self.monitor.cfg.deterministic if deterministic is None else deterministic
         step = self.policy.inspect(obs, first, mode)
-        raw = self.monitor.raw_scores(step.features, raw_input(obs), step.uncertainty, step.value)
+        previous = step.mode if self._mode is None or len(self._mode) != n else self._mode.copy()
+        previous[first] = step.mode[first]  # no change at an episode's first step
+        self._mode = step.mode
+        jitter = mode_change(step.mode, previous)
+        raw = self.monitor.raw_scores(step.features, raw_input(obs), step.uncertainty, step.value, jitter)
         self._recent = np.roll(self._recent, -1, axis=2)
         self._recent[:, :, -1] = np.stack([raw[name] for name in SCORES], 1)
         self._count = np.minimum(self._count + 1, self.window)
