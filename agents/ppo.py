@@ -205,8 +205,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ent_coef": 0.01,
         "hidden_size": 64,
     },
-    # CleanRL ppo_rnd_envpool.py's settings and network for Atari (sticky actions, no episodic life),
-    # with 16 envs instead of 128 (so the predictor trains on min(1, 32/16) = all of each minibatch).
+    # CleanRL ppo_rnd_envpool.py's settings and network for Atari (its parse_args: clip_coef 0.1,
+    # clipped extrinsic value loss, sticky actions 0.25), with 16 envs instead of 128 (so the
+    # predictor trains on min(1, 32/16) = all of each minibatch) and full-game episodes
+    # (episodic_life False, where CleanRL's envpool.make passes episodic_life=True).
     "atari": {
         "env_id": "MontezumaRevenge-v5",
         "intrinsic": "rnd",
@@ -220,7 +222,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ent_coef": 0.001,
         "update_epochs": 4,
         "num_minibatches": 4,
-        "clip_vloss": False,
+        "clip_coef": 0.1,
         "int_init_steps": 50 * 128 * 16,
         "checkpoint_interval": 500_000,
         "env_kwargs": {
@@ -302,7 +304,7 @@ class Agent(nn.Module):
 
         if self.image:
             # oneDNN's CPU convolutions run faster on channels-last memory: forward and backward of a
-            # 512-stack Atari minibatch through the RND paper's policy 246 -> 162 ms (bench/README.md).
+            # 512-stack Atari minibatch through the RND paper's policy 246 -> 162 ms (README, Results).
             self.trunk.to(memory_format=torch.channels_last)
         # The call paths of the networks, for run_chain (see there).
         self._trunk_path = layer_chain(self.trunk)

@@ -164,8 +164,9 @@ def _networks(
 class IntrinsicModule(nn.Module, ABC):
     """Shared machinery of distillation bonuses: observation handling, statistics, target and predictor.
 
-    Subclasses build ``target`` (frozen) and ``predictor`` (trained) and define :meth:`bonus`,
-    :meth:`loss` and optionally :meth:`metrics`.
+    The base class builds ``target`` (frozen) and ``predictor`` (trained) from the observation space
+    and owns :meth:`loss`; subclasses define :meth:`bonus` and the per-sample distillation loss
+    :meth:`_distill`.
 
     Args:
         obs_space: The *single-environment* observation space.
