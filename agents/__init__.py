@@ -50,7 +50,7 @@ class Policy(Protocol):
 
 
 class AgentModule(Protocol):
-    """What an agent module provides (``pretrain`` has no ``load_policy``: it learns no policy)."""
+    """What an agent module provides: every member below, in every agent module."""
 
     CONFIG: type[TrainConfig]
     """Its config dataclass."""
@@ -62,12 +62,18 @@ class AgentModule(Protocol):
     def label(self, cfg: Any) -> str:
         """Run-folder label (ppo, ppo-rnd, dreamer, diswm, ...)."""
 
+    def finalize(self, cfg: Any) -> Any:
+        """The config with values derived from its inputs (pretrain: the dataset's env id)."""
+
+    def env_kwargs_for(self, cfg: Any) -> dict[str, Any]:
+        """``make_vec`` keywords of a run of ``cfg`` (Dreamer adds the DMC action repeat)."""
+
     def train(self, cfg: Any, run: Any, checkpoint: dict[str, Any] | None) -> None:
         """Train into ``run`` (a locked :class:`rlkd.run.Run`; None on ranks other than 0 of a
         distributed job), resuming from ``checkpoint`` if given."""
 
     def load_policy(self, run: Any, checkpoint: dict[str, Any], device: str) -> Policy:
-        """The policy a checkpoint of ``run`` holds."""
+        """The policy a checkpoint of ``run`` holds (pretrain: a UserError, it learns none)."""
 
 
 # agent name -> module; diswm is the Dreamer loop with the teacher-distillation switch on.

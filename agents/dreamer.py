@@ -236,6 +236,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Same presets for ``--agent diswm``; the mode comes from ``agent`` through ``finetune: auto``."""
 
 
+def finalize(cfg: DreamerConfig) -> DreamerConfig:
+    """Nothing is derived from Dreamer's inputs."""
+    return cfg
+
+
 def label(cfg: DreamerConfig) -> str:
     """Run-folder label: dreamer, diswm or naive-ft."""
     return {"distill": "diswm", "naive": "naive-ft", "none": "dreamer"}[cfg.mode]

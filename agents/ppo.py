@@ -401,6 +401,16 @@ class NonFinitePolicy(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def finalize(cfg: PPOConfig) -> PPOConfig:
+    """Nothing is derived from PPO's inputs."""
+    return cfg
+
+
+def env_kwargs_for(cfg: PPOConfig) -> dict[str, Any]:
+    """``make_vec`` keywords of the run: its ``env_kwargs`` as given."""
+    return dict(cfg.env_kwargs)
+
+
 def label(cfg: PPOConfig) -> str:
     """Run-folder label: ``ppo`` or ``ppo-rnd``/``ppo-rdd``."""
     return "ppo" if cfg.intrinsic == "none" else f"ppo-{cfg.intrinsic}"

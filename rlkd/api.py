@@ -60,8 +60,7 @@ def train(
     module = agent_module(agent)
     yaml_file = str(config) if config else None
     cfg = resolve(module.CONFIG, module.PRESETS, preset, yaml_file, {**fields, "agent": agent})
-    if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
-        cfg = module.finalize(cfg)
+    cfg = module.finalize(cfg)  # values derived from inputs, e.g. a dataset's env id
     path = run_training(module, cfg)
     scalars = load_run(path).scalars
     charts = {tag: c for tag, c in scalars.items() if tag.startswith("charts/") and len(c.values)}

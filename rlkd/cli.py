@@ -9,58 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from rlkd.errors import UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with rlkd's error contract (docs/design.md): one ``error:`` line, exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"{message} (see `{self.prog} --help`)")
+from rlkd.train_options import Parser, resolve_train
 
 
 # ------------------------------------------------------------------------------------------ train
-def _train_parser(agent_cls: type | None, skip: set[str]) -> _Parser:
-    parser = _Parser(
-        prog="rlkd train",
-        description="Train an agent. Values resolve as: field defaults < --preset < --config < options.",
-        add_help=agent_cls is not None,  # the first pass only finds --agent; --help needs the fields
-    )
-    parser.add_argument("--agent", default="ppo", help="ppo, dreamer, diswm (or pretrain) (default: ppo)")
-    parser.add_argument(
-        "--preset", default=None, help="named preset of the agent, e.g. debug, classic, atari"
-    )
-    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of field: value")
-    parser.add_argument(
-        "--env", dest="env_id", default=argparse.SUPPRESS, help="environment id (alias of --env-id)"
-    )
-    if agent_cls is not None:
-        from rlkd.config import add_field_options
-
-        add_field_options(parser, agent_cls, skip=skip)
-    return parser
-
-
-def _resolve_train(argv: Sequence[str]) -> tuple[Any, Any]:
-    """Parse ``rlkd train`` options into (agent module, resolved config)."""
-    from rlkd.agents import agent_module
-    from rlkd.config import read_yaml, resolve
-
-    first, _ = _train_parser(None, set()).parse_known_args(argv)
-    agent = first.agent
-    if first.config and "--agent" not in argv:
-        agent = str(read_yaml(first.config).get("agent", agent))
-    module = agent_module(agent)
-    skip = {"agent", "preset"}
-    args = _train_parser(module.CONFIG, skip).parse_args(argv)
-    cli = {k: v for k, v in vars(args).items() if k not in ("agent", "preset", "config")}
-    cli["agent"] = agent
-    cfg = resolve(module.CONFIG, module.PRESETS, args.preset, args.config, cli)
-    return module, cfg
-
-
 def cmd_train(argv: Sequence[str]) -> None:
     from rlkd.api import run_training
 
@@ -68,9 +23,8 @@ def cmd_train(argv: Sequence[str]) -> None:
     if seeds is not None:
         _train_seeds(argv, seeds, jobs)
         return
-    module, cfg = _resolve_train(argv)
-    if hasattr(module, "finalize"):  # values derived from inputs, e.g. a dataset's env id
-        cfg = module.finalize(cfg)
+    module, cfg = resolve_train(argv)
+    cfg = module.finalize(cfg)  # values derived from inputs, e.g. a dataset's env id
     run_training(module, cfg)
 
 
@@ -122,7 +76,7 @@ def _train_seeds(argv: list[str], seeds: list[int], jobs: int) -> None:
     import tempfile
     import time
 
-    _, cfg = _resolve_train([*argv, "--seed", str(seeds[0])])  # bad options fail once, before any run starts
+    _, cfg = resolve_train([*argv, "--seed", str(seeds[0])])  # bad options fail once, before any run starts
     if cfg.run_dir:  # from --run-dir, a --config file or a preset
         raise UserError("several seeds make several run folders: drop run_dir (use --runs-root)")
     pending, running, failed = list(seeds), [], []
@@ -347,7 +301,7 @@ def cmd_tune(argv: Sequence[str]) -> None:
     """`rlkd tune [train options] --trials N [--storage URL] [--study NAME] [--metric TAG] ...`."""
     from rlkd.tune import tune
 
-    parser = _Parser(prog="rlkd tune", description="Hyperparameter search on Optuna (see rlkd.tune).")
+    parser = Parser(prog="rlkd tune", description="Hyperparameter search on Optuna (see rlkd.tune).")
     parser.add_argument("--trials", type=int, required=True, help="trials this process runs")
     parser.add_argument(
         "--storage", default=None, help="Optuna storage URL shared by workers (sqlite:///x.db)"
@@ -387,9 +341,9 @@ def _monitor_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="eval: added to the evaluation seed")
 
 
-def _main_parser() -> _Parser:
-    parser = _Parser(prog="rlkd", description="RL agents built on distillation (RND, RDD, DisWM).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _main_parser() -> Parser:
+    parser = Parser(prog="rlkd", description="RL agents built on distillation (RND, RDD, DisWM).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.add_parser("train", help="train an agent (rlkd train --help lists every option)", add_help=False)
     sub.add_parser("pretrain", help="offline action-free pretraining on videos (DisWM)", add_help=False)
     sub.add_parser("tune", help="hyperparameter search on Optuna (rlkd tune --help)", add_help=False)

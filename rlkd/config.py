@@ -88,13 +88,21 @@ class TrainConfig:
         positive = ("num_envs", "nproc", "total_steps", "checkpoint_interval", "keep_checkpoints",
                     "log_interval")  # fmt: skip
         check_ranges(self, positive=positive, non_negative=("seed", "capture_video"))
-        if self.env_backend not in ("auto", "envpool", "gymnasium"):
-            raise UserError(f"--env-backend must be auto, envpool or gymnasium, got {self.env_backend!r}")
+        from rlkd.envs import BACKENDS
+        from rlkd.guard import NONFINITE_MODES
+
+        if self.env_backend not in BACKENDS:
+            raise UserError(f"--env-backend must be {_choices(BACKENDS)}, got {self.env_backend!r}")
         check_device(self.device)
-        if self.on_nonfinite not in ("stop", "skip"):
-            raise UserError(f"--on-nonfinite must be stop or skip, got {self.on_nonfinite!r}")
+        if self.on_nonfinite not in NONFINITE_MODES:
+            raise UserError(f"--on-nonfinite must be {_choices(NONFINITE_MODES)}, got {self.on_nonfinite!r}")
         if self.torch_threads < 0:
             raise UserError(f"--torch-threads must be 0 (automatic) or positive, got {self.torch_threads}")
+
+
+def _choices(names: Sequence[str]) -> str:
+    """``a, b or c``."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
 
 
 def check_device(device: str) -> None:

@@ -13,7 +13,6 @@ This is the dreamer-torch episode layout the official DisWM code pretrains on.
 
 from __future__ import annotations
 
-import importlib
 import json
 import zipfile
 from collections.abc import Iterator
@@ -266,18 +265,9 @@ def _load_policy(policy: str, device: str = "cpu") -> Any:
     """Resolve ``policy`` ("random" or a run folder) to an object with ``act`` (or None = random)."""
     if policy == "random":
         return None
-    from rlkd.run import Run
+    from rlkd.evaluate import load_run_policy
 
-    run = Run.open(policy)
-    agent = run.config.get("agent", "")
-    module_name = {"diswm": "dreamer"}.get(agent, agent)
-    try:
-        module = importlib.import_module(f"rlkd.agents.{module_name}")
-    except ModuleNotFoundError:
-        raise UserError(f"run {policy} was trained by agent {agent!r}, which rlkd does not know") from None
-    if not hasattr(module, "load_policy"):
-        raise UserError(f"agent {agent!r} cannot act as a collection policy (no load_policy)")
-    return module.load_policy(run, run.load_checkpoint("latest"), device)
+    return load_run_policy(Path(policy), "latest", device)[3]
 
 
 def collect(

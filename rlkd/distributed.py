@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from rlkd.errors import UserError
+from rlkd.moments import chan_merge
 
 T = TypeVar("T")
 M = TypeVar("M", np.ndarray, Tensor)
@@ -147,8 +148,6 @@ def merge_moments(count: M, mean: M, var: M) -> tuple[M, M, M]:
     """
     if world().size == 1:
         return count, mean, var
-    from rlkd.stats import chan_merge  # rlkd.stats imports this module
-
     as_numpy = not isinstance(mean, Tensor)  # numpy arrays or scalars
     ts = [torch.as_tensor(np.asarray(v)) if as_numpy else v for v in (count, mean, var)]
     packed = torch.cat([t.reshape(-1) for t in ts]).to(ts[1].dtype)

@@ -132,15 +132,10 @@ def best_checkpoint_step(run_path: Path, steps: list[int]) -> int:
 
 # ===================================================================== env helpers
 def env_kwargs_of(config: dict[str, Any], agent: Any) -> dict[str, Any]:
-    """The env kwargs the run trained with: ``env_kwargs``, plus what the agent adds itself.
-
-    An agent module may define ``env_kwargs_for(cfg)`` (Dreamer does: ``action_repeat`` for DMC
-    ids); it only reads config fields, so it is given the run's config as attributes.
-    """
-    hook = getattr(agent, "env_kwargs_for", None)
-    if hook is None:
-        return dict(config.get("env_kwargs") or {})
-    return dict(hook(SimpleNamespace(**config)))
+    """The env kwargs the run trained with: ``env_kwargs``, plus what the agent adds itself
+    (``AgentModule.env_kwargs_for``; Dreamer adds ``action_repeat`` for DMC ids). The hook only
+    reads config fields, so it is given the run's config as attributes."""
+    return dict(agent.env_kwargs_for(SimpleNamespace(**config)))
 
 
 def eval_env(config: dict[str, Any], kwargs: dict[str, Any], num_envs: int, seed: int, render: bool) -> Any:
@@ -283,11 +278,6 @@ def load_run_policy(
         spec = best_checkpoint_step(run.path, run.checkpoint_steps())
     data = run.load_checkpoint(spec)
     agent = agent_module(str(run.config.get("agent", "ppo")))
-    if not hasattr(agent, "load_policy"):
-        raise UserError(
-            f"{run.path} is a {run.config.get('agent')} run: an action-free world model has no policy to "
-            "evaluate; give a run made by `rlkd train`"
-        )
     return run, data, agent, agent.load_policy(run, data, device)
 
 

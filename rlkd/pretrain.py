@@ -15,7 +15,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -179,3 +179,16 @@ train = pretrain
 def label(cfg: PretrainConfig) -> str:
     """Run-folder label."""
     return "pretrain"
+
+
+def env_kwargs_for(cfg: PretrainConfig) -> dict[str, Any]:
+    """The env keywords of the dataset's env (pretraining itself steps no env)."""
+    return dict(cfg.env_kwargs)
+
+
+def load_policy(run: Any, checkpoint: dict[str, Any], device: str) -> NoReturn:
+    """Pretraining learns no policy: every command that needs one says so."""
+    raise UserError(
+        f"{run.path} is a pretrain run: an action-free world model has no policy to evaluate; "
+        "give a run made by `rlkd train`"
+    )

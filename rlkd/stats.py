@@ -13,18 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from rlkd import distributed
+from rlkd.moments import chan_merge
 
 T = TypeVar("T", float, np.ndarray, Tensor)
-
-
-def chan_merge(count_a: T, mean_a: T, var_a: T, count_b: T, mean_b: T, var_b: T) -> tuple[T, T, T]:
-    """Count, mean and (biased) variance of the union of two batches from each batch's (Chan, Golub
-    and LeVeque's parallel algorithm). Operators only: floats, numpy arrays and tensors alike."""
-    total = count_a + count_b
-    delta = mean_b - mean_a
-    mean = mean_a + delta * count_b / total
-    var = (var_a * count_a + var_b * count_b + delta * delta * count_a * count_b / total) / total
-    return total, mean, var
 
 
 class RunningMeanStd(nn.Module):

@@ -65,10 +65,10 @@ def tune(
     import optuna
 
     from rlkd.api import run_training
-    from rlkd.cli import _resolve_train
     from rlkd.config import apply_overrides, save_yaml
+    from rlkd.train_options import resolve_train
 
-    module, base = _resolve_train(argv)
+    module, base = resolve_train(argv)
     if base.agent not in SPACES:
         raise UserError(f"rlkd tune has search spaces for {', '.join(SPACES)}; not for {base.agent!r}")
     if base.nproc > 1:

@@ -62,11 +62,11 @@ def test_bad_yaml_and_unknown_yaml_field(capsys, tmp_path):
 
 
 def test_config_precedence_preset_yaml_cli(tmp_path):
-    from rlkd.cli import _resolve_train
+    from rlkd.train_options import resolve_train
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("num_envs: 6\nnum_steps: 16\n")
-    _, cfg = _resolve_train(["--preset", "debug", "--config", str(cfg_file), "--num-steps", "8"])
+    _, cfg = resolve_train(["--preset", "debug", "--config", str(cfg_file), "--num-steps", "8"])
     assert cfg.env_id == "CartPole-v1"  # from the preset
     assert cfg.num_envs == 6  # YAML beats preset
     assert cfg.num_steps == 8  # command line beats YAML
@@ -74,14 +74,14 @@ def test_config_precedence_preset_yaml_cli(tmp_path):
 
 
 def test_yaml_bare_on_off_reach_string_options(tmp_path):
-    from rlkd.cli import _resolve_train
+    from rlkd.train_options import resolve_train
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("agent: dreamer\npred_continue: off\n")  # YAML 1.1 reads `off` as False
-    _, cfg = _resolve_train(["--config", str(cfg_file)])
+    _, cfg = resolve_train(["--config", str(cfg_file)])
     assert cfg.pred_continue == "off" and not cfg.uses_continue
     cfg_file.write_text("agent: dreamer\npred_continue: on\n")
-    assert _resolve_train(["--config", str(cfg_file)])[1].uses_continue
+    assert resolve_train(["--config", str(cfg_file)])[1].uses_continue
 
 
 def test_every_config_field_has_a_docstring_for_help():
