@@ -120,3 +120,50 @@ def test_larger_has_torch_max_values_and_clipped_objective_gradients() -> None:
         grads.append((loss.detach(), torch.autograd.grad(loss, logratio)[0]))
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
     assert (grads[1][1] == 0).any() and (grads[1][1] != 0).any()  # both clipped and free samples
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_learn_makes_cleanrls_update(discrete: bool) -> None:
+    """One epoch, one minibatch of ``PPO.learn`` against CleanRL's ppo.py loss written out plainly
+    (normalised advantages, clipped surrogate, 1/2 clipped value loss, entropy bonus) followed by
+    torch's Adam (eps 1e-5) after clipping the gradient norm: the same losses and the same weights."""
+    from rlkd.guard import UpdateGuard
+
+    torch.manual_seed(1)
+    T, N, clip, ent_coef, vf_coef, lr = 8, 4, 0.2, 0.01, 0.5, 1e-2
+    cfg = PPOConfig(num_envs=N, num_steps=T, num_minibatches=1, update_epochs=1, hidden_size=8,
+                    clip_coef=clip, ent_coef=ent_coef, vf_coef=vf_coef, learning_rate=lr, max_grad_norm=0.5,
+                    total_steps=T * N, intrinsic="none")  # fmt: skip
+    space = gym.spaces.Discrete(3) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    algo = PPO(cfg, gym.spaces.Box(-5.0, 5.0, (4,), np.float32), space)
+    obs = torch.randn(T, N, 4)
+    actions = torch.randint(3, (T, N)) if discrete else torch.randn(T, N, 2)
+    with torch.no_grad():
+        logp, _, value, _ = algo.agent.evaluate(obs.reshape(T * N, 4), actions.reshape(T * N, *space.shape))
+    algo.obs_buf[:], algo.actions[:] = obs, actions
+    algo.logprobs[:] = (logp + 0.5 * torch.randn(T * N)).reshape(T, N)  # ratios on both sides of the clip
+    algo.v_ext[:] = (value + 0.5 * torch.randn(T * N)).reshape(T, N)
+    adv, ret = torch.randn(T, N), torch.randn(T, N)
+    reference = copy.deepcopy(algo.agent)
+    logs = algo.learn(adv, ret, torch.zeros(T, N), UpdateGuard())
+
+    flat_obs, flat_actions = obs.reshape(T * N, 4), actions.reshape(T * N, *space.shape)
+    new_logp, entropy, new_v, _ = reference.evaluate(flat_obs, flat_actions)
+    b_adv, b_ret, b_old_v = adv.reshape(-1), ret.reshape(-1), algo.v_ext.reshape(-1)
+    ratio = (new_logp - algo.logprobs.reshape(-1)).exp()
+    mb_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+    pg_loss = torch.max(-mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - clip, 1 + clip)).mean()
+    v_clipped = b_old_v + torch.clamp(new_v - b_old_v, -clip, clip)
+    v_loss = 0.5 * torch.max((new_v - b_ret) ** 2, (v_clipped - b_ret) ** 2).mean()
+    loss = pg_loss - ent_coef * entropy.mean() + v_loss * vf_coef
+    optimizer = torch.optim.Adam(reference.parameters(), lr=lr, eps=1e-5)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
+    optimizer.step()
+
+    assert logs["losses/policy_loss"] == pytest.approx(pg_loss.item(), rel=1e-5, abs=1e-7)
+    assert logs["losses/value_loss"] == pytest.approx(v_loss.item(), rel=1e-5)
+    assert logs["losses/entropy"] == pytest.approx(entropy.mean().item(), rel=1e-5)
+    assert 0 < logs["losses/clipfrac"] < 1
+    for (name, ours), theirs in zip(algo.agent.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5, msg=name)
