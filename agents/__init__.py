@@ -1,5 +1,5 @@
 """Agents. Each agent module provides :class:`AgentModule` (what the CLI uses); the online ones
-build an algorithm object (:class:`rlkd.loop.Algorithm`) and hand it to the shared loop."""
+build an algorithm object (:class:`rlkd.core.loop.Algorithm`) and hand it to the shared loop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from rlkd.config import TrainConfig
+from rlkd.core.config import TrainConfig
 from rlkd.errors import UserError
 
 
@@ -57,7 +57,7 @@ class AgentModule(Protocol):
     PRESETS: Mapping[str, Mapping[str, Any]]
     """Preset name -> field overrides."""
     DISTRIBUTED: bool
-    """Whether it trains data-parallel over ranks (``--nproc``, torchrun); see :mod:`rlkd.distributed`."""
+    """Whether it trains data-parallel over ranks (``--nproc``, torchrun); :mod:`rlkd.core.distributed`."""
 
     def label(self, cfg: Any) -> str:
         """Run-folder label (ppo, ppo-rnd, dreamer, diswm, ...)."""
@@ -69,7 +69,7 @@ class AgentModule(Protocol):
         """``make_vec`` keywords of a run of ``cfg`` (Dreamer adds the DMC action repeat)."""
 
     def train(self, cfg: Any, run: Any, checkpoint: dict[str, Any] | None) -> None:
-        """Train into ``run`` (a locked :class:`rlkd.run.Run`; None on ranks other than 0 of a
+        """Train into ``run`` (a locked :class:`rlkd.core.run.Run`; None on ranks other than 0 of a
         distributed job), resuming from ``checkpoint`` if given."""
 
     def load_policy(self, run: Any, checkpoint: dict[str, Any], device: str) -> Policy:
@@ -82,7 +82,7 @@ AGENTS = {
     "dreamer": "rlkd.agents.dreamer",
     "diswm": "rlkd.agents.dreamer",
     # Offline action-free pretraining is a run like any other (resume, report), driven by `rlkd pretrain`.
-    "pretrain": "rlkd.pretrain",
+    "pretrain": "rlkd.agents.pretrain",
 }
 
 

@@ -1,9 +1,9 @@
 """Online Dreamer (DreamerV2, continuous control) and DisWM (Wang et al., ICCV 2025) in one file.
 
-Read top to bottom: config and presets, the agent (world model in ``rlkd.world_model``, behaviour
-in ``rlkd.behaviour``), the update (world model, then imagined actor-critic with lambda-returns and
-a slow critic target), the environment checks, the training loop (replay in ``rlkd.replay``), and
-the policy used by ``rlkd eval``/``rlkd collect``.
+Read top to bottom: config and presets, the agent (world model in ``rlkd.world_model.model``,
+behaviour in ``rlkd.world_model.behaviour``), the update (world model, then imagined actor-critic
+with lambda-returns and a slow critic target), the environment checks, the training loop (replay in
+``rlkd.world_model.replay``), and the policy used by ``rlkd eval``/``rlkd collect``.
 
 Agents served by this module (``--agent``):
 
@@ -33,18 +33,16 @@ from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
 from rlkd import envs as rlkd_envs
-from rlkd import loop
-from rlkd.behaviour import Behaviour
-from rlkd.config import check_ranges, to_dict
+from rlkd.analysis.video import VideoRecorder
+from rlkd.core import loop
+from rlkd.core.config import check_ranges, to_dict
+from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
+from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.errors import UserError, describe_space
-from rlkd.guard import DIVERGED, UpdateGuard, check_finite
-from rlkd.nets import numpy32
-from rlkd.replay import Replay
-from rlkd.rssm import RSSM, State
-from rlkd.run import Run, load_state, seed_everything
-from rlkd.video import VideoRecorder
-from rlkd.wm_codecs import BetaVAEEncoder, preprocess
-from rlkd.world_model import (
+from rlkd.nn.nets import numpy32
+from rlkd.world_model.behaviour import Behaviour
+from rlkd.world_model.codecs import BetaVAEEncoder, preprocess
+from rlkd.world_model.model import (
     Distillation,
     WorldModel,
     WorldModelConfig,
@@ -54,6 +52,8 @@ from rlkd.world_model import (
     reconstruction_grid,
     to_torch,
 )
+from rlkd.world_model.replay import Replay
+from rlkd.world_model.rssm import RSSM, State
 
 # ============================================================================ config
 
@@ -812,7 +812,7 @@ class Policy:
 
 def load_policy(run: Run, checkpoint: dict, device: str) -> Policy:
     """Rebuild the agent of ``run`` from ``checkpoint`` (a payload of that run)."""
-    from rlkd.config import from_dict
+    from rlkd.core.config import from_dict
 
     # Acting needs the model's fields only: training options this version no longer has (renamed
     # flags of older runs) and the teacher's folder are left out.

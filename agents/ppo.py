@@ -34,12 +34,14 @@ from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
-from rlkd import distributed, loop
-from rlkd.config import TrainConfig, check_ranges, to_dict
+from rlkd.analysis.video import VideoRecorder
+from rlkd.core import distributed, loop
+from rlkd.core.config import TrainConfig, check_ranges, to_dict
+from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
+from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.errors import UserError, describe_space
-from rlkd.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic, rnd_update_proportion
-from rlkd.nets import (
+from rlkd.nn.nets import (
     Residual,
     channels_last,
     image_chw,
@@ -51,11 +53,9 @@ from rlkd.nets import (
     numpy32,
     run_chain,
 )
-from rlkd.optim import FusedAdam, clip_grad_norm_
-from rlkd.returns import gae
-from rlkd.run import Run, load_state, seed_everything
-from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
-from rlkd.video import VideoRecorder
+from rlkd.nn.optim import FusedAdam, clip_grad_norm_
+from rlkd.nn.returns import gae
+from rlkd.nn.stats import DiscountedReturnScaler, RunningMeanStd
 
 
 @dataclasses.dataclass
@@ -901,7 +901,7 @@ class Policy:
 
 def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Policy:
     """Rebuild the policy a checkpoint holds (spaces come from a 1-env instance of the run's env)."""
-    from rlkd.config import from_dict
+    from rlkd.core.config import from_dict
 
     cfg = from_dict(PPOConfig, checkpoint["config"], f"{run.path}/config.yaml")
     envs = make_vec(cfg.env_id, 1, cfg.seed, cfg.env_backend, **cfg.env_kwargs)

@@ -41,7 +41,7 @@ def train_cmd(run_dir: Path, seed: int, nproc: int, total: int, envs: int = 0) -
 
 
 def finished(run_dir: Path, total: int) -> bool:
-    from rlkd.run import Run
+    from rlkd.core.run import Run
 
     return (run_dir / "config.yaml").is_file() and any(
         s >= total for s in Run.open(run_dir).checkpoint_steps()
@@ -154,7 +154,7 @@ def two_nodes(out: Path) -> str:
     ]
     codes = [n.wait(timeout=300) for n in nodes]
     events = len(list(run_dir.glob("events.out.tfevents.*")))
-    from rlkd.run import Run
+    from rlkd.core.run import Run
 
     steps = Run.open(run_dir).checkpoint_steps()
     shutil.rmtree(run_dir)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from rlkd.agents.dreamer import Agent, DreamerConfig, build_optimizers, update
 
-from rlkd.wm_codecs import BetaVAEEncoder
+from rlkd.world_model.codecs import BetaVAEEncoder
 
 
 def bench(batch: int, length: int, updates: int, action_dim: int = 6) -> float:

@@ -210,7 +210,7 @@ def baselines(task: str, env: str, episodes: int, **env_kwargs: object) -> dict[
 
 
 def analyse(task: str, args: argparse.Namespace) -> dict:
-    from rlkd.evaluate import evaluate
+    from rlkd.analysis.evaluate import evaluate
 
     out = Path(args.out) / task
     refs = baselines(task, args.env or TASKS[task]["env"], args.episodes)

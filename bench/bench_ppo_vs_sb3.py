@@ -18,7 +18,8 @@ clipped surrogate, the same epochs and minibatches:
 * ``breakout``: envpool ``Breakout-v5`` (its default Atari preprocessing: 84x84 grayscale, 4
   frames), 8 x 128 steps, 4 epochs x 4 minibatches, clip 0.1, entropy 0.01 (CleanRL's
   ``ppo_atari``), 20,480 steps; the Nature CNN with 512 features shared by actor and critic on
-  both sides (SB3's ``CnnPolicy``); SB3 reads the same envpool env through ``rlkd.sb3.VectorEnvToSB3``.
+  both sides (SB3's ``CnnPolicy``); SB3 reads the same envpool env through
+  ``rlkd.intrinsic.sb3.VectorEnvToSB3``.
 
 Run it on an otherwise idle machine; it prints one table.
 """
@@ -83,7 +84,7 @@ def sb3_child(name: str) -> None:
     if case["backend"] == "envpool":  # images: the same envpool env rlkd trains on, Nature CNN
         from rlkd.envs import make_vec
 
-        from rlkd.sb3 import VectorEnvToSB3
+        from rlkd.intrinsic.sb3 import VectorEnvToSB3
 
         venv, policy, kwargs = VectorEnvToSB3(make_vec(case["env"], 8, seed=1)), "CnnPolicy", {}
     else:

@@ -51,7 +51,7 @@ def collect(steps: int, seed: int, **pixel_kwargs: object) -> dict[str, np.ndarr
     from rlkd.agents.dreamer import store
     from rlkd.envs.reach import PointReachVectorEnv
 
-    from rlkd.replay import Replay
+    from rlkd.world_model.replay import Replay
 
     data = {}
     for mode, shape, dtype in (("state", (4,), np.float32), ("pixels", (64, 64, 3), np.uint8)):
@@ -155,7 +155,7 @@ def save_reconstructions(agent, test: dict[str, np.ndarray], path: Path) -> None
     """Held-out frames (top row) and their posterior reconstructions (bottom), 8 steps of one env."""
     import imageio
 
-    from rlkd.wm_codecs import preprocess
+    from rlkd.world_model.codecs import preprocess
 
     with torch.no_grad():
         batch = windows(test, "pixels", 8, np.array([[0, 20]]))

@@ -131,7 +131,7 @@ def diagnostics(out: Path, args: argparse.Namespace, bins: int = 4) -> dict[str,
 def final_eval(run: Path, episodes: int, steps: int) -> dict[str, float]:
     """The deterministic evaluation of the run's last checkpoint (the one ``rlkd eval`` saved, if
     it has the same episodes)."""
-    from rlkd.evaluate import evaluate
+    from rlkd.analysis.evaluate import evaluate
 
     saved = run / "eval" / f"eval_step_{steps}.json"
     ev = json.loads(saved.read_text()) if saved.exists() else {}

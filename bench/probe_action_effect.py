@@ -81,8 +81,8 @@ def return_gradient(agent, latent: dict, action: np.ndarray, rollouts: int) -> t
     """Gradients with respect to the first action of what the actor maximises from ``latent``: the
     imagined lambda-return (``Behaviour.losses``: sampled prior, the actor after the first step, the
     slow critic), and of the slow critic's value of the next state alone; means over ``rollouts``."""
-    from rlkd.behaviour import imagined_discount, lambda_return
-    from rlkd.rssm import RSSM
+    from rlkd.world_model.behaviour import imagined_discount, lambda_return
+    from rlkd.world_model.rssm import RSSM
 
     beh, rssm = agent.behaviour, agent.wm.rssm
     start = {k: v.expand(rollouts, -1) for k, v in latent.items()}
@@ -110,7 +110,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def probe(agent, samples, step: float, rollouts: int = 8) -> dict[str, float]:
     """Medians over ``samples`` of the three measures in the module docstring."""
-    from rlkd.rssm import RSSM
+    from rlkd.world_model.rssm import RSSM
 
     rssm, reward = agent.wm.rssm, agent.wm.reward
     corr, spread, cos_reward, cos_return, cos_value, model_regret, actor_regret, random_regret = (
@@ -172,8 +172,8 @@ def main() -> None:
     import gymnasium as gym
     from rlkd.envs.reach import PointReachVectorEnv, register_reach_envs
 
-    from rlkd.evaluate import load_run_policy
-    from rlkd.run import Run
+    from rlkd.analysis.evaluate import load_run_policy
+    from rlkd.core.run import Run
 
     register_reach_envs()
     results = []

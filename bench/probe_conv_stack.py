@@ -20,7 +20,7 @@ import time
 import torch
 from torch import nn
 
-from rlkd.wm_codecs import ConvDecoder, ConvEncoder
+from rlkd.world_model.codecs import ConvDecoder, ConvEncoder
 
 
 def layers(depth: int) -> list[tuple[str, nn.Module, tuple[int, int, int]]]:

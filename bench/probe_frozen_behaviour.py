@@ -55,7 +55,7 @@ def episodes_return(policy, env, episodes: int, seed: int, choose=None) -> float
 
 def model_greedy(agent):
     """latent -> the grid action with the highest one-step imagined reward (prior mean)."""
-    from rlkd.rssm import RSSM
+    from rlkd.world_model.rssm import RSSM
 
     grid = torch.as_tensor(GRID)
 
@@ -72,7 +72,7 @@ def train_behaviour(agent, replay, cfg, updates: int, every: int, evaluate) -> l
     """``updates`` behaviour updates on the frozen model; evaluations every ``every`` updates."""
     from rlkd.agents.dreamer import clip_step
 
-    from rlkd.world_model import to_torch
+    from rlkd.world_model.model import to_torch
 
     beh = agent.behaviour
     opts = {
@@ -101,7 +101,7 @@ def train_behaviour(agent, replay, cfg, updates: int, every: int, evaluate) -> l
 
 def behaviour_curve(policy, env, state: dict, discount: float, args: argparse.Namespace) -> list[dict]:
     """Train the checkpoint's behaviour at ``discount`` on its frozen model and its own replay."""
-    from rlkd.replay import Replay
+    from rlkd.world_model.replay import Replay
 
     agent, obs_shape = policy.agent, tuple(state["obs_shape"])
     dtype = np.uint8 if len(obs_shape) == 3 else np.float32
@@ -128,7 +128,7 @@ def main() -> None:
     import gymnasium as gym
     from rlkd.envs.reach import PointReachVectorEnv, register_reach_envs
 
-    from rlkd.evaluate import load_run_policy
+    from rlkd.analysis.evaluate import load_run_policy
 
     register_reach_envs()
     results = []

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from rlkd.agents.pretrain import PretrainConfig
 from rlkd.envs import make_vec
 from rlkd.envs.reach import PointReachVectorEnv
 
-from rlkd.pretrain import PretrainConfig
-from rlkd.run import Run
-from rlkd.wm_codecs import preprocess
-from rlkd.world_model import WorldModel
+from rlkd.core.run import Run
+from rlkd.world_model.codecs import preprocess
+from rlkd.world_model.model import WorldModel
 
 
 def load_teacher(run_dir: str) -> tuple[WorldModel, int]:

@@ -30,9 +30,8 @@ from rlkd.envs.envpool_adapter import EnvpoolVectorEnv, envpool_ids, is_envpool_
 from rlkd.envs.specs import register_spec_file, register_spec_folder
 from rlkd.envs.wrappers import EpisodeStatistics, ResizeFrames
 
+from rlkd.core.config import BACKENDS
 from rlkd.errors import UserError
-
-BACKENDS = ("auto", "envpool", "gymnasium")
 
 __all__ = [
     "BACKENDS", "EnvpoolVectorEnv", "EpisodeStatistics", "make_vec", "registered_id", "resolve_backend",

@@ -22,7 +22,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from rlkd.config import read_yaml
+from rlkd.core.config import read_yaml
 from rlkd.errors import UserError
 
 SPEC_DIR = Path(__file__).parent / "spec_files"

@@ -55,7 +55,7 @@ def train(
         **fields: Config fields, e.g. ``env_id="CartPole-v1"``, ``total_steps=100_000``, ``seed=2``.
     """
     from rlkd.analysis import load_run
-    from rlkd.config import resolve, to_dict
+    from rlkd.core.config import resolve, to_dict
 
     module = agent_module(agent)
     yaml_file = str(config) if config else None
@@ -71,14 +71,14 @@ def train(
 def run_training(module: AgentModule, cfg: Any, listeners: Sequence[Callable[..., None]] = ()) -> Path:
     """Create and lock the run folder, train, release; a start that fails leaves no folder.
 
-    ``listeners`` are called with (step, scalars) after every log (see :attr:`rlkd.run.Run.listeners`).
-    With ``cfg.nproc > 1`` this starts the ranks (:func:`rlkd.distributed.launch`) and returns when
+    ``listeners`` are called with (step, scalars) after every log (see :attr:`rlkd.core.run.Run.listeners`).
+    With ``cfg.nproc > 1`` this starts the ranks (:func:`rlkd.core.distributed.launch`) and returns when
     they end; in a rank, rank 0 makes the folder and the others learn its path.
     """
     import dataclasses
 
-    from rlkd import distributed
-    from rlkd.run import Run, keep_freed_memory
+    from rlkd.core import distributed
+    from rlkd.core.run import Run, keep_freed_memory
 
     size = distributed.world().size
     if size > 1 and cfg.nproc == 1:  # a plain torchrun launch: the run records its world size
@@ -117,7 +117,7 @@ def run_training(module: AgentModule, cfg: Any, listeners: Sequence[Callable[...
 
 def check_world(module: AgentModule, cfg: Any) -> None:
     """Check ``cfg.nproc`` against the agent and, inside a distributed job, against its world size."""
-    from rlkd import distributed
+    from rlkd.core import distributed
     from rlkd.errors import UserError
 
     if cfg.nproc > 1 and not module.DISTRIBUTED:
@@ -136,9 +136,9 @@ def launch_ranks(module: AgentModule, cfg: Any) -> Path:
     import dataclasses
     import tempfile
 
-    from rlkd import distributed
-    from rlkd.config import save_yaml
-    from rlkd.run import run_name
+    from rlkd.core import distributed
+    from rlkd.core.config import save_yaml
+    from rlkd.core.run import run_name
 
     path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.runs_root) / run_name(cfg, module.label(cfg))
     with tempfile.TemporaryDirectory(prefix="rlkd-") as tmp:
@@ -205,7 +205,7 @@ class LoadedPolicy:
 
 def load(run_dir: str | Path, checkpoint: str | int = "latest", device: str = "cpu") -> LoadedPolicy:
     """The policy of ``checkpoint`` (latest, best or a step) of the run in ``run_dir``."""
-    from rlkd.evaluate import load_run_policy
+    from rlkd.analysis.evaluate import load_run_policy
 
     run, data, _, policy = load_run_policy(Path(run_dir), checkpoint, device)
     return LoadedPolicy(policy, tuple(policy.obs_shape), run, int(data["step"]))

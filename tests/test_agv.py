@@ -495,7 +495,7 @@ def test_write_gif_and_plot_trajectories(tmp_path) -> None:
     from PIL import Image
     from rlkd.envs.agv.render import episode_to_gif, plot_trajectories
 
-    from rlkd.media import write_gif
+    from rlkd.core.media import write_gif
 
     env = AGVWarehouseEnv("complex-dynamic", render_mode="rgb_array", render_size=96)
     env.reset(seed=0)

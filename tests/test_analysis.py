@@ -13,8 +13,8 @@ import yaml
 from PIL import Image
 
 from rlkd.analysis import bootstrap_band, confidence_band, load_run, report, resample
+from rlkd.core.run import Run
 from rlkd.errors import UserError
-from rlkd.run import Run
 
 
 def make_run(
@@ -25,7 +25,7 @@ def make_run(
     purge_step: int | None = None,
     walltime: Callable[[int, int], float] | None = None,
 ) -> Path:
-    """Write one run folder (config.yaml + events) the way ``rlkd/run.py`` does.
+    """Write one run folder (config.yaml + events) the way ``rlkd/core/run.py`` does.
 
     ``walltime(file_start, step)`` sets each point's wall time (``file_start``: the event file's
     creation second taken from its name); None uses the real clock.

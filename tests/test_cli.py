@@ -11,7 +11,7 @@ import torch
 from rlkd.agents.ppo import PPOConfig
 
 from rlkd.cli import main
-from rlkd.config import field_docs
+from rlkd.core.config import field_docs
 
 
 def error_line(capsys, argv: list[str]) -> str:
@@ -62,7 +62,7 @@ def test_bad_yaml_and_unknown_yaml_field(capsys, tmp_path):
 
 
 def test_config_precedence_preset_yaml_cli(tmp_path):
-    from rlkd.train_options import resolve_train
+    from rlkd.cli.train_options import resolve_train
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("num_envs: 6\nnum_steps: 16\n")
@@ -74,7 +74,7 @@ def test_config_precedence_preset_yaml_cli(tmp_path):
 
 
 def test_yaml_bare_on_off_reach_string_options(tmp_path):
-    from rlkd.train_options import resolve_train
+    from rlkd.cli.train_options import resolve_train
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("agent: dreamer\npred_continue: off\n")  # YAML 1.1 reads `off` as False
@@ -133,7 +133,7 @@ def test_console_script_help_lists_field_docs():
 
 
 def test_several_seeds_make_one_run_folder_each(tmp_path, capsys):
-    from rlkd.config import read_yaml
+    from rlkd.core.config import read_yaml
 
     argv = ["train", "--preset", "debug", "--seed", "1-2,5", "--jobs", "2", "--runs-root", str(tmp_path)]
     assert main(argv) == 0
@@ -160,7 +160,7 @@ def test_several_seeds_make_one_run_folder_each(tmp_path, capsys):
 def test_every_preset_resolves_to_a_valid_config(agent, tmp_path):
     from rlkd.agents import agent_module
 
-    from rlkd.config import resolve
+    from rlkd.core.config import resolve
 
     module = agent_module(agent)
     needs = {"diswm": {"pretrained": str(tmp_path)}, "pretrain": {"data": str(tmp_path)}}

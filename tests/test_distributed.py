@@ -20,13 +20,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from rlkd.agents.ppo import PPO, PPOConfig
 
-from rlkd import distributed
 from rlkd.api import check_world
 from rlkd.cli import main
+from rlkd.core import distributed
+from rlkd.core.guard import UpdateGuard
+from rlkd.core.run import Run
 from rlkd.errors import UserError
-from rlkd.guard import UpdateGuard
-from rlkd.run import Run
-from rlkd.stats import RunningMeanStd, chan_merge
+from rlkd.nn.stats import RunningMeanStd, chan_merge
 from tests.helpers import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,13 +266,13 @@ def test_nproc_is_refused_for_one_process_agents_and_tune(capsys):
 # ---------------------------------------------------------------------------------------- pretraining
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rlkd.datasets import collect
+    from rlkd.world_model.datasets import collect
 
     return collect("rlkd/AGVWarehouse-SimpleStatic-Pixels-v0", 6, tmp_path_factory.mktemp("d") / "v", seed=0)
 
 
 def test_dataset_shards_split_the_episode_files(videos):
-    from rlkd.datasets import SequenceDataset
+    from rlkd.world_model.datasets import SequenceDataset
 
     def prints(d: SequenceDataset) -> list[bytes]:
         return [ep["image"].tobytes()[:4096] + ep["action"].tobytes() for ep in d.episodes]

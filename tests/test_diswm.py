@@ -16,10 +16,10 @@ from rlkd.envs.agv.colors import COLOR_SETS, FLOOR, OBSTACLE, RACK, rgb_to_hue
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlkd.cli import main
-from rlkd.datasets import SequenceDataset, collect, write_episode
+from rlkd.core.run import Run
 from rlkd.errors import UserError
-from rlkd.run import Run
-from rlkd.wm_codecs import preprocess
+from rlkd.world_model.codecs import preprocess
+from rlkd.world_model.datasets import SequenceDataset, collect, write_episode
 
 ENV_ID = "rlkd/AGVWarehouse-SimpleStatic-Pixels-v0"
 BACKEND = ["--env-backend", "gymnasium", "--torch-threads", "1"]  # gymnasium: skip importing envpool
@@ -192,9 +192,10 @@ def test_pretrain_run_is_named_after_the_dataset_env(teacher_run: Path) -> None:
 def test_pretraining_lowers_the_image_loss_on_fixed_data(teacher_run: Path, dataset: Path) -> None:
     # One batch of 16x8 windows scored by the trained teacher and by a freshly initialised model of
     # the same config (the single-update values logged by the debug preset are too noisy to compare).
-    from rlkd.config import from_dict
-    from rlkd.pretrain import PretrainConfig
-    from rlkd.world_model import WorldModel
+    from rlkd.agents.pretrain import PretrainConfig
+
+    from rlkd.core.config import from_dict
+    from rlkd.world_model.model import WorldModel
 
     run = Run.open(teacher_run)
     cfg = from_dict(PretrainConfig, run.config, "config.yaml")
@@ -336,7 +337,7 @@ def test_teacher_not_in_optimizer_unless_it_drifts(teacher_run: Path, tmp_path: 
     assert ids <= {id(p) for g in bug["model"].param_groups for p in g["params"]}
     # Distillation is exactly zero when student and teacher share weights, positive otherwise.
     image = preprocess(torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8))
-    from rlkd.world_model import distill_loss
+    from rlkd.world_model.model import distill_loss
 
     mu_t, _, _ = teacher(image, sample=False)
     mu_s, _, _ = agent.wm.encoder(image, sample=False)

@@ -12,11 +12,18 @@ import torch
 from rlkd.agents import dreamer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlkd.behaviour import imagine, imagined_discount
 from rlkd.cli import main
-from rlkd.rssm import GRUCell
-from rlkd.wm_codecs import BetaVAEEncoder, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, preprocess
-from rlkd.world_model import sum_squared_error
+from rlkd.world_model.behaviour import imagine, imagined_discount
+from rlkd.world_model.codecs import (
+    BetaVAEEncoder,
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    preprocess,
+)
+from rlkd.world_model.model import sum_squared_error
+from rlkd.world_model.rssm import GRUCell
 
 SMALL = {"deter": 16, "stoch": 4, "hidden": 16, "units": 16, "cnn_depth": 4, "mlp_layers": 2,
          "imag_horizon": 4, "batch_size": 2, "batch_length": 5}  # fmt: skip
@@ -243,7 +250,7 @@ def test_unsupported_spaces_are_one_error_line(
 
 
 def test_checkpoint_records_what_acting_needs(tmp_path: Path) -> None:
-    from rlkd.run import Run
+    from rlkd.core.run import Run
 
     argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", "Pendulum-v1",
             "--total-steps", "60", "--run-dir", str(tmp_path / "p"), "--env-backend", "gymnasium",
@@ -295,7 +302,7 @@ def test_checkpoint_of_other_networks_is_one_user_error(
 ) -> None:
     import torch as th
 
-    from rlkd.run import Run
+    from rlkd.core.run import Run
 
     run_dir = tmp_path / "d"
     argv = ["train", "--agent", "dreamer", "--preset", "debug", "--env", "Pendulum-v1",

@@ -1,4 +1,4 @@
-"""Tests of ``rlkd eval`` (:mod:`rlkd.evaluate`) on real tiny training runs."""
+"""Tests of ``rlkd eval`` (:mod:`rlkd.analysis.evaluate`) on real tiny training runs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from rlkd.analysis import load_run
+from rlkd.analysis.evaluate import EVAL_SEED_OFFSET, best_checkpoint_step, evaluate, parse_checkpoint_spec
 from rlkd.cli import main
 from rlkd.errors import UserError
-from rlkd.evaluate import EVAL_SEED_OFFSET, best_checkpoint_step, evaluate, parse_checkpoint_spec
 
 
 def _eval_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlkd.intrinsic import INTRINSIC_NAMES, RDD, RND, IntrinsicModule, make_intrinsic
-from rlkd.stats import DiscountedReturnScaler
+from rlkd.nn.stats import DiscountedReturnScaler
 
 VEC_SPACE = gymnasium.spaces.Box(-np.inf, np.inf, (6,), np.float32)
 ATARI_SPACE = gymnasium.spaces.Box(0, 255, (4, 84, 84), np.uint8)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from rlkd.agents import dreamer
+from rlkd.agents.pretrain import PRESETS as PRETRAIN_PRESETS
+from rlkd.agents.pretrain import PretrainConfig
 
-from rlkd.behaviour import Actor, lambda_return
-from rlkd.pretrain import PRESETS as PRETRAIN_PRESETS
-from rlkd.pretrain import PretrainConfig
-from rlkd.replay import Replay
-from rlkd.rssm import RSSM
+from rlkd.world_model.behaviour import Actor, lambda_return
+from rlkd.world_model.replay import Replay
+from rlkd.world_model.rssm import RSSM
 
 
 def test_lambda_returns_in_order_and_in_the_official_reversed_order() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlkd.optim import FusedAdam, clip_grad_norm_
+from rlkd.nn.optim import FusedAdam, clip_grad_norm_
 
 
 def _net(seed: int) -> nn.Module:
@@ -100,7 +100,7 @@ def test_ppo_update_never_imports_dynamo() -> None:
     code = (
         "import sys, gymnasium as gym, numpy as np, torch\n"
         "from rlkd.agents.ppo import PPO, PPOConfig\n"
-        "from rlkd.guard import UpdateGuard\n"
+        "from rlkd.core.guard import UpdateGuard\n"
         "cfg = PPOConfig(env_id='CartPole-v1', num_envs=2, num_steps=8, num_minibatches=2, total_steps=16)\n"
         "algo = PPO(cfg, gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))\n"
         "algo.learn(torch.randn(8, 2), torch.randn(8, 2), torch.zeros(8, 2), UpdateGuard())\n"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rlkd.cli import main
-from rlkd.run import CHECKPOINT_FORMAT, Run
+from rlkd.core.run import CHECKPOINT_FORMAT, Run
 from tests.helpers import read_scalars
 
 PROMISED = {

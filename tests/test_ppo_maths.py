@@ -127,7 +127,7 @@ def test_learn_makes_cleanrls_update(discrete: bool) -> None:
     """One epoch, one minibatch of ``PPO.learn`` against CleanRL's ppo.py loss written out plainly
     (normalised advantages, clipped surrogate, 1/2 clipped value loss, entropy bonus) followed by
     torch's Adam (eps 1e-5) after clipping the gradient norm: the same losses and the same weights."""
-    from rlkd.guard import UpdateGuard
+    from rlkd.core.guard import UpdateGuard
 
     torch.manual_seed(1)
     T, N, clip, ent_coef, vf_coef, lr = 8, 4, 0.2, 0.01, 0.5, 1e-2

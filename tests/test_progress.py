@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlkd.cli import main
-from rlkd.run import BAR_FORMAT, Progress
+from rlkd.core.run import BAR_FORMAT, Progress
 
 
 def test_total_grows_to_the_real_end_instead_of_overshooting(capsys):

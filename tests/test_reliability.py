@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from rlkd.cli import main
+from rlkd.core.guard import UpdateGuard, check_finite, nonfinite_paths
+from rlkd.core.paths import PROBE_PREFIX
+from rlkd.core.run import Run
 from rlkd.errors import UserError
-from rlkd.guard import UpdateGuard, check_finite, nonfinite_paths
-from rlkd.paths import PROBE_PREFIX
-from rlkd.run import Run
 from tests.helpers import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,7 +298,7 @@ def test_file_system_problems_are_one_line_and_checked_before_work(capsys, tmp_p
     def refuse(folder: Path) -> None:
         raise PermissionError(13, "Permission denied", str(folder))
 
-    monkeypatch.setattr("rlkd.paths._probe", refuse)
+    monkeypatch.setattr("rlkd.core.paths._probe", refuse)
     err = error_line(capsys, ["train", "--preset", "debug", "--runs-root", str(tmp_path / "ro")])
     assert "cannot be created or written (Permission denied:" in err
 
@@ -307,7 +307,7 @@ def test_os_errors_during_a_command_are_one_line(capsys, tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device", "checkpoints/step_000000000256.pt")
 
-    monkeypatch.setattr("rlkd.run.atomic_torch_save", full_disk)
+    monkeypatch.setattr("rlkd.core.run.atomic_torch_save", full_disk)
     err = error_line(capsys, ["train", "--preset", "debug", "--run-dir", str(tmp_path / "run")])
     assert err == "error: No space left on device: checkpoints/step_000000000256.pt"
 

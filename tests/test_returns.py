@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rlkd.returns import gae
+from rlkd.nn.returns import gae
 
 
 def t(rows):

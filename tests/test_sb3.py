@@ -1,4 +1,4 @@
-"""Tests of the Stable-Baselines3 integration (rlkd.sb3): the vector-env adapter and intrinsic rewards."""
+"""The Stable-Baselines3 integration (rlkd.intrinsic.sb3): the vector-env adapter and intrinsic rewards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 
 from rlkd.intrinsic import make_intrinsic
-from rlkd.sb3 import IntrinsicRewardVecEnv, VectorEnvToSB3, warmup_obs_stats, with_intrinsic
+from rlkd.intrinsic.sb3 import IntrinsicRewardVecEnv, VectorEnvToSB3, warmup_obs_stats, with_intrinsic
 
 
 def _make_vec(env_id: str, num_envs: int = 4, **kwargs) -> gymnasium.vector.VectorEnv:

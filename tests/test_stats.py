@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
+from rlkd.nn.stats import DiscountedReturnScaler, RunningMeanStd
 
 
 def test_running_moments_equal_pooled_data_on_both_paths() -> None:

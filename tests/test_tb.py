@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rlkd.cli.tb import HOST, launch_tensorboard, stop
+from rlkd.core.run import Run
 from rlkd.errors import UserError
-from rlkd.run import Run
-from rlkd.tb import HOST, launch_tensorboard, stop
 
 RUN = "CartPole-v1__ppo__1__20250101-000000"
 
@@ -71,7 +71,7 @@ def test_missing_logdir_is_a_user_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_serve_stops_the_server_on_ctrl_c_kill_and_hangup(tmp_path: Path, sig: int) -> None:
     _write_run(tmp_path)
-    code = f"from rlkd.tb import serve; serve({str(tmp_path)!r})"
+    code = f"from rlkd.cli.tb import serve; serve({str(tmp_path)!r})"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

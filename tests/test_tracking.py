@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from rlkd.cli import main
-from rlkd.config import read_yaml
+from rlkd.core.config import read_yaml
 
 
 def test_config_records_version_commit_and_command_and_still_loads(tmp_path):

@@ -6,9 +6,9 @@ import optuna
 import pytest
 
 from rlkd.cli import main
-from rlkd.config import read_yaml
+from rlkd.cli.tune import tune
+from rlkd.core.config import read_yaml
 from rlkd.errors import UserError
-from rlkd.tune import tune
 from tests.helpers import read_scalars
 
 

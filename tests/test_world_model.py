@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from rlkd.errors import UserError
-from rlkd.rssm import RSSM, gauss_kl, rssm_kl_loss
-from rlkd.wm_codecs import BetaVAEEncoder
-from rlkd.world_model import (
+from rlkd.world_model.codecs import BetaVAEEncoder
+from rlkd.world_model.model import (
     Distillation,
     WorldModel,
     WorldModelConfig,
@@ -20,6 +19,7 @@ from rlkd.world_model import (
     model_meta,
     vae_kl,
 )
+from rlkd.world_model.rssm import RSSM, gauss_kl, rssm_kl_loss
 
 TINY = {"deter": 16, "stoch": 4, "hidden": 16, "units": 16, "cnn_depth": 4, "z_dim": 6}
 
@@ -163,7 +163,7 @@ def test_image_sizes_without_conv_stacks_are_rejected() -> None:
 
 
 def test_lambda_return_matches_hand_computation() -> None:
-    from rlkd.behaviour import lambda_return
+    from rlkd.world_model.behaviour import lambda_return
 
     # H = 2, one env: r = [1, 2], v = [10, 20], discount 0.5, bootstrap v_2 = 40.
     r, v, d, boot = (

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rlkd.media import write_gif
+from rlkd.core.media import write_gif
 
 from .maps import AGV_RADIUS, GOAL_RADIUS, WarehouseMap, get_scenario
 

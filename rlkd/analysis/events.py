@@ -155,7 +155,7 @@ def _curve(steps: np.ndarray, walls: np.ndarray, values: np.ndarray, clock: _Act
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    from rlkd.config import read_yaml
+    from rlkd.core.config import read_yaml
 
     if (path / "config.yaml").is_file():
         return read_yaml(path / "config.yaml")

@@ -22,8 +22,8 @@ from rlkd.analysis.grouping import (
 )
 from rlkd.analysis.numerics import lower_is_better, probability_of_improvement
 from rlkd.analysis.output import format_table, plot_curves, plot_profile, write_csv, write_summary
+from rlkd.core.paths import make_dir
 from rlkd.errors import UserError
-from rlkd.paths import make_dir
 
 
 def report(

@@ -47,7 +47,7 @@ def evaluate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate the calibrated monitor of ``run_dir`` on ``episodes`` episodes of an env."""
-    from rlkd.run import Run
+    from rlkd.core.run import Run
 
     run = Run.open(run_dir)
     mon, step = load_monitor(run)  # before any episode: a foreign monitor/ costs nothing

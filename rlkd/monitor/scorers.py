@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rlkd.intrinsic import IntrinsicModule, make_intrinsic
-from rlkd.nets import mlp
+from rlkd.nn.nets import mlp
 
 FIT_BATCH = 256
 

@@ -1,7 +1,7 @@
 """Per-step records of complete episodes, taken while a policy acts (what the monitor scores).
 
 :class:`Tracer` is a policy in front of the real one: ``act`` calls the policy's ``inspect`` and
-keeps each env's steps; :func:`rlkd.evaluate.run_episodes` tells it when an env's episode ended and
+keeps each env's steps; :func:`rlkd.analysis.evaluate.run_episodes` tells it when an env's episode ended and
 whether that episode counts, so the traces are exactly the episodes an evaluation counts.
 """
 

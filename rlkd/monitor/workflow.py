@@ -64,8 +64,8 @@ def roll_out(
     Raises:
         UserError: No such run or policy, or an env whose spaces differ from the run's.
     """
-    from rlkd.evaluate import env_kwargs_of, eval_env, load_run_policy, run_episodes
-    from rlkd.run import seed_everything
+    from rlkd.analysis.evaluate import env_kwargs_of, eval_env, load_run_policy, run_episodes
+    from rlkd.core.run import seed_everything
 
     if episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {episodes}")
@@ -163,7 +163,7 @@ def calibrate(
 
 def _write(run_path: Path, state: dict[str, Any], record: dict[str, Any], cfg: MonitorConfig) -> None:
     """Write the monitor folder whole, then rename it into place (the old one is removed last)."""
-    from rlkd.config import save_yaml
+    from rlkd.core.config import save_yaml
 
     tmp = Path(tempfile.mkdtemp(prefix=".monitor-", dir=run_path))
     try:

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from rlkd.config import TrainConfig, save_yaml, to_dict
+from rlkd.core.config import TrainConfig, save_yaml, to_dict
+from rlkd.core.guard import nonfinite_paths
+from rlkd.core.lock import LOCK_NAME, RunLock
+from rlkd.core.paths import PROBE_PREFIX, make_dir
 from rlkd.errors import UserError
-from rlkd.guard import nonfinite_paths
-from rlkd.lock import LOCK_NAME, RunLock
-from rlkd.paths import PROBE_PREFIX, make_dir
 
 CHECKPOINT_FORMAT = "rlkd-checkpoint-v1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -312,7 +312,7 @@ class Run:
         self.release()
 
     def lock(self, command: str) -> None:
-        """Become the run folder's one writer (see :mod:`rlkd.lock`); raises if another holds it.
+        """Become the run folder's one writer (see :mod:`rlkd.core.lock`); raises if another holds it.
 
         Nothing is written until :meth:`announce`; :meth:`abandon` undoes a refused start."""
         self._lock = RunLock(self.path, command)
@@ -350,7 +350,7 @@ class Run:
             save_yaml(self._config_to_save, self.path / "config.yaml", provenance())
             self._config_to_save = None
         if self.config.get("track"):
-            from rlkd import tracking
+            from rlkd.core import tracking
 
             project = str(self.config.get("wandb_project", "rlkd"))
             self._tracker = tracking.start(self.path, self.config, project)
@@ -364,7 +364,7 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """Open an existing run folder (for resume or eval)."""
-        from rlkd.config import read_yaml
+        from rlkd.core.config import read_yaml
 
         path = Path(path)
         if not (path / "config.yaml").is_file():

@@ -18,7 +18,7 @@ import itertools
 import torch
 from torch import Tensor, nn
 
-from rlkd.nets import mlp
+from rlkd.nn.nets import mlp
 
 
 def dense(inp: int, units: int, layers: int, out: int) -> nn.Sequential:

@@ -14,7 +14,7 @@ Usage::
 
     import gymnasium as gym
     from stable_baselines3 import PPO
-    from rlkd.sb3 import VectorEnvToSB3, warmup_obs_stats, with_intrinsic
+    from rlkd.intrinsic.sb3 import VectorEnvToSB3, warmup_obs_stats, with_intrinsic
 
     envs = gym.make_vec("MountainCar-v0", 8, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})

@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from rlkd.core.paths import check_output_file, make_dir
 from rlkd.errors import UserError
-from rlkd.paths import check_output_file, make_dir
 
 EVAL_SEED_OFFSET = 10_000
 """Evaluation seed = the run's training seed + this offset (different start states from training)."""
@@ -220,7 +220,7 @@ def evaluate(
         UserError: Not a run folder, no or mismatching checkpoints, a bad option, or an env that
             cannot render when a video is asked for.
     """
-    from rlkd.run import seed_everything
+    from rlkd.core.run import seed_everything
 
     if episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {episodes}")
@@ -248,7 +248,7 @@ def evaluate(
         **{k: metrics[k] for k in EVAL_TAGS if k in metrics},
     }  # fmt: skip
     if video is not None:
-        from rlkd.media import write_gif
+        from rlkd.core.media import write_gif
 
         fps = float(envs.metadata.get("render_fps") or 30)
         result["video"] = str(write_gif(stats["frames"], video, fps=fps))
@@ -270,7 +270,7 @@ def load_run_policy(
 ) -> tuple[Any, dict[str, Any], Any, Any]:
     """(run, checkpoint payload, agent module, policy) for ``checkpoint`` (latest, best or a step)."""
     from rlkd.agents import agent_module
-    from rlkd.run import Run
+    from rlkd.core.run import Run
 
     spec = parse_checkpoint_spec(checkpoint)
     run = Run.open(run_dir)

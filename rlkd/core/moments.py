@@ -1,7 +1,7 @@
 """Moments of a union of batches: the one formula that running statistics and ranks both merge with.
 
-A leaf module (numpy and torch values alike, no rlkd imports), so :mod:`rlkd.stats` and
-:mod:`rlkd.distributed` both use it without importing each other.
+A leaf module (numpy and torch values alike, no rlkd imports), so :mod:`rlkd.nn.stats` and
+:mod:`rlkd.core.distributed` both use it without importing each other.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from rlkd.core.moments import chan_merge
 from rlkd.errors import UserError
-from rlkd.moments import chan_merge
 
 T = TypeVar("T")
 M = TypeVar("M", np.ndarray, Tensor)

@@ -19,12 +19,12 @@ from typing import Any, NoReturn
 
 import torch
 
-from rlkd import distributed
-from rlkd.datasets import SequenceDataset, read_manifest
+from rlkd.core import distributed
+from rlkd.core.guard import UpdateGuard
+from rlkd.core.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.errors import UserError
-from rlkd.guard import UpdateGuard
-from rlkd.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
-from rlkd.world_model import WorldModel, WorldModelConfig, model_meta, reconstruction_grid, to_torch
+from rlkd.world_model.datasets import SequenceDataset, read_manifest
+from rlkd.world_model.model import WorldModel, WorldModelConfig, model_meta, reconstruction_grid, to_torch
 
 
 @dataclasses.dataclass

@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlkd import distributed
+from rlkd.core import distributed
 from rlkd.errors import describe_space
-from rlkd.nets import channels_last, mlp, nature_cnn
-from rlkd.returns import gae
-from rlkd.stats import DiscountedReturnScaler, RunningMeanStd
+from rlkd.nn.nets import channels_last, mlp, nature_cnn
+from rlkd.nn.returns import gae
+from rlkd.nn.stats import DiscountedReturnScaler, RunningMeanStd
 
 __all__ = [
     "INTRINSIC_NAMES",

@@ -6,7 +6,7 @@ checked as it arrives and always stops training: a NaN observation would poison 
 statistics and replay buffers for good, so there is nothing sensible to skip. Losses and
 gradient norms are checked before every optimizer step; by default that stops too, or, with
 ``on_nonfinite: skip``, the step is skipped and counted (``charts/skipped_updates``). Either way
-no parameter is ever updated with a non-finite gradient, and :meth:`rlkd.run.Run.save_checkpoint`
+no parameter is ever updated with a non-finite gradient, and :meth:`rlkd.core.run.Run.save_checkpoint`
 refuses to write non-finite values, so the last checkpoint on disk is always a good one.
 """
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlkd.cli.train_options import Parser, resolve_train
 from rlkd.errors import UserError
-from rlkd.train_options import Parser, resolve_train
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -112,10 +112,10 @@ def _finished(seed: int, proc: Any, log: Any) -> bool:
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
-    from rlkd import distributed
     from rlkd.agents import agent_module
-    from rlkd.config import from_dict
-    from rlkd.run import keep_freed_memory
+    from rlkd.core import distributed
+    from rlkd.core.config import from_dict
+    from rlkd.core.run import keep_freed_memory
 
     made: list[Any] = []
     # Rank 0 (or the one process) opens, locks and checks the folder; other ranks get its config
@@ -145,8 +145,8 @@ def _open_resume(args: argparse.Namespace, made: list[Any]) -> tuple[dict[str, A
 
     from rlkd.agents import agent_module
     from rlkd.api import check_world
-    from rlkd.config import from_dict, read_yaml, to_dict
-    from rlkd.run import Run
+    from rlkd.core.config import from_dict, read_yaml, to_dict
+    from rlkd.core.run import Run
 
     run = Run.open(args.run_dir)
     run.lock("rlkd resume")
@@ -210,8 +210,8 @@ def cmd_envs(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------ others
 def cmd_eval(args: argparse.Namespace) -> None:
-    from rlkd.config import check_device
-    from rlkd.evaluate import evaluate
+    from rlkd.analysis.evaluate import evaluate
+    from rlkd.core.config import check_device
 
     check_device(args.device)
     result = evaluate(
@@ -231,7 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
-    from rlkd.config import read_yaml_text
+    from rlkd.core.config import read_yaml_text
     from rlkd.monitor import MonitorConfig
     from rlkd.monitor.evaluation import evaluate
     from rlkd.monitor.workflow import calibrate
@@ -281,14 +281,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_tb(args: argparse.Namespace) -> None:
-    from rlkd.tb import serve
+    from rlkd.cli.tb import serve
 
     serve(Path(args.run_dir))
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    from rlkd.config import read_yaml_text
-    from rlkd.datasets import collect
+    from rlkd.core.config import read_yaml_text
+    from rlkd.world_model.datasets import collect
 
     env_kwargs = read_yaml_text(args.env_kwargs, "--env-kwargs") if args.env_kwargs else {}
     out = collect(
@@ -299,9 +299,9 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 def cmd_tune(argv: Sequence[str]) -> None:
     """`rlkd tune [train options] --trials N [--storage URL] [--study NAME] [--metric TAG] ...`."""
-    from rlkd.tune import tune
+    from rlkd.cli.tune import tune
 
-    parser = Parser(prog="rlkd tune", description="Hyperparameter search on Optuna (see rlkd.tune).")
+    parser = Parser(prog="rlkd tune", description="Hyperparameter search on Optuna (see rlkd.cli.tune).")
     parser.add_argument("--trials", type=int, required=True, help="trials this process runs")
     parser.add_argument(
         "--storage", default=None, help="Optuna storage URL shared by workers (sqlite:///x.db)"
@@ -392,7 +392,7 @@ def _main_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlkd`` console script."""
-    from rlkd import distributed
+    from rlkd.core import distributed
 
     argv = list(sys.argv[1:] if argv is None else argv)
     world = distributed.init()  # a rank of a torchrun job joins it; otherwise rank 0 of 1
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {'' if world.size == 1 else f'rank {world.rank}: '}{exc}", file=sys.stderr)
         return 3 if isinstance(exc, distributed.PeerLost) else 2
     except OSError as exc:  # disk full, permissions, a path that vanished: one line, as above
-        from rlkd.paths import describe_os_error
+        from rlkd.core.paths import describe_os_error
 
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """The options of ``rlkd train`` (also read by ``rlkd tune``): parse them into an agent and its config.
 
-A module of its own so that :mod:`rlkd.tune` and :mod:`rlkd.cli` share it without importing each
+A module of its own so that :mod:`rlkd.cli.tune` and :mod:`rlkd.cli` share it without importing each
 other.
 """
 
@@ -36,7 +36,7 @@ def train_parser(agent_cls: type | None, skip: set[str]) -> Parser:
         "--env", dest="env_id", default=argparse.SUPPRESS, help="environment id (alias of --env-id)"
     )
     if agent_cls is not None:
-        from rlkd.config import add_field_options
+        from rlkd.core.config import add_field_options
 
         add_field_options(parser, agent_cls, skip=skip)
     return parser
@@ -45,7 +45,7 @@ def train_parser(agent_cls: type | None, skip: set[str]) -> Parser:
 def resolve_train(argv: Sequence[str]) -> tuple[Any, Any]:
     """Parse ``rlkd train`` options into (agent module, resolved config)."""
     from rlkd.agents import agent_module
-    from rlkd.config import read_yaml, resolve
+    from rlkd.core.config import read_yaml, resolve
 
     first, _ = train_parser(None, set()).parse_known_args(argv)
     agent = first.agent

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlkd import distributed
-from rlkd.moments import chan_merge
+from rlkd.core import distributed
+from rlkd.core.moments import chan_merge
 
 T = TypeVar("T", float, np.ndarray, Tensor)
 
@@ -143,7 +143,7 @@ class DiscountedReturnScaler(nn.Module):
 
 def _merge_into(stats: tuple[T, T, T], batch: tuple[T, T, T]) -> None:
     """Fold a batch's (count, mean, var) into the arrays or tensors ``stats``, in place. In a
-    distributed job every rank folds in the union of all ranks' batches (rlkd.distributed)."""
+    distributed job every rank folds in the union of all ranks' batches (rlkd.core.distributed)."""
     merged = chan_merge(*stats, *distributed.merge_moments(*batch))
     for buffer, value in zip(stats, merged, strict=True):
         buffer[...] = value

@@ -14,8 +14,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from rlkd.rssm import RSSM, State
-from rlkd.wm_codecs import dense
+from rlkd.world_model.codecs import dense
+from rlkd.world_model.rssm import RSSM, State
 
 
 class Actor(nn.Module):

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from rlkd.core.paths import make_dir
 from rlkd.envs.wrappers import final_observations
 from rlkd.errors import UserError, describe_space
-from rlkd.paths import make_dir
 
 KEYS = ("image", "action", "reward", "is_first", "is_terminal")
 MANIFEST = "manifest.json"
@@ -265,7 +265,7 @@ def _load_policy(policy: str, device: str = "cpu") -> Any:
     """Resolve ``policy`` ("random" or a run folder) to an object with ``act`` (or None = random)."""
     if policy == "random":
         return None
-    from rlkd.evaluate import load_run_policy
+    from rlkd.analysis.evaluate import load_run_policy
 
     return load_run_policy(Path(policy), "latest", device)[3]
 

@@ -27,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlkd.config import TrainConfig, check_ranges
+from rlkd.core.config import TrainConfig, check_ranges
 from rlkd.errors import UserError, describe_space
-from rlkd.rssm import RSSM, State, rssm_kl_loss
-from rlkd.wm_codecs import (
+from rlkd.world_model.codecs import (
     IMAGE_SIZES,
     BetaVAEDecoder,
     BetaVAEEncoder,
@@ -41,6 +40,7 @@ from rlkd.wm_codecs import (
     dense,
     preprocess,
 )
+from rlkd.world_model.rssm import RSSM, State, rssm_kl_loss
 
 
 @dataclasses.dataclass

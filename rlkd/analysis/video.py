@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from rlkd.run import Run, rng_state, set_rng_state
+from rlkd.core.run import Run, rng_state, set_rng_state
 
 VIDEO_SEED_OFFSET = 20_000
 """Recorded episodes are seeded with the run's seed + this + the step (not training episodes)."""
 
 
 class VideoRecorder:
-    """A loop callback (:class:`rlkd.loop.Callback`) recording an episode every ``every`` steps.
+    """A loop callback (:class:`rlkd.core.loop.Callback`) recording an episode every ``every`` steps.
 
     Args:
         config: The run's config as plain data (env id, backend, seed).
@@ -39,7 +39,7 @@ class VideoRecorder:
         self.last = 0
 
     def on_start(self, envs: Any) -> None:
-        from rlkd.evaluate import eval_env
+        from rlkd.analysis.evaluate import eval_env
 
         probe = eval_env(self.config, self.env_kwargs, 1, 0, render=True)  # fails now, not halfway
         probe.close()
@@ -58,7 +58,7 @@ class VideoRecorder:
 
     def record(self, seed: int) -> tuple[list[np.ndarray], float]:
         """One episode with the current policy: its frames and the env's frame rate."""
-        from rlkd.evaluate import eval_env, run_episodes
+        from rlkd.analysis.evaluate import eval_env, run_episodes
 
         envs = eval_env(self.config, self.env_kwargs, 1, seed, render=True)
         try:
@@ -78,7 +78,7 @@ def write_video(run: Run, frames: list[np.ndarray], fps: float, step: int) -> Pa
     """``<run>/videos/step_<N>.gif`` and the same GIF as TensorBoard image ``videos/episode``."""
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from rlkd.media import write_gif
+    from rlkd.core.media import write_gif
 
     path = write_gif(frames, run.path / "videos" / f"step_{step}.gif", fps=fps)
     height, width = np.asarray(frames[0]).shape[:2]

@@ -88,8 +88,7 @@ class TrainConfig:
         positive = ("num_envs", "nproc", "total_steps", "checkpoint_interval", "keep_checkpoints",
                     "log_interval")  # fmt: skip
         check_ranges(self, positive=positive, non_negative=("seed", "capture_video"))
-        from rlkd.envs import BACKENDS
-        from rlkd.guard import NONFINITE_MODES
+        from rlkd.core.guard import NONFINITE_MODES
 
         if self.env_backend not in BACKENDS:
             raise UserError(f"--env-backend must be {_choices(BACKENDS)}, got {self.env_backend!r}")
@@ -98,6 +97,10 @@ class TrainConfig:
             raise UserError(f"--on-nonfinite must be {_choices(NONFINITE_MODES)}, got {self.on_nonfinite!r}")
         if self.torch_threads < 0:
             raise UserError(f"--torch-threads must be 0 (automatic) or positive, got {self.torch_threads}")
+
+
+BACKENDS = ("auto", "envpool", "gymnasium")
+"""The values of ``--env-backend`` (``rlkd.envs.make_vec`` reads them from here)."""
 
 
 def _choices(names: Sequence[str]) -> str:

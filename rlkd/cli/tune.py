@@ -65,8 +65,8 @@ def tune(
     import optuna
 
     from rlkd.api import run_training
-    from rlkd.config import apply_overrides, save_yaml
-    from rlkd.train_options import resolve_train
+    from rlkd.cli.train_options import resolve_train
+    from rlkd.core.config import apply_overrides, save_yaml
 
     module, base = resolve_train(argv)
     if base.agent not in SPACES:

@@ -22,11 +22,11 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from torch import Tensor
 
-from rlkd import distributed
-from rlkd.config import TrainConfig
+from rlkd.core import distributed
+from rlkd.core.config import TrainConfig
+from rlkd.core.guard import UpdateGuard, check_finite
+from rlkd.core.run import Progress, Run, rng_state, set_rng_state
 from rlkd.envs.wrappers import final_observations
-from rlkd.guard import UpdateGuard, check_finite
-from rlkd.run import Progress, Run, rng_state, set_rng_state
 
 Scalar = float | Tensor
 
