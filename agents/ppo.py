@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rlkd.agents import Inspection
+from rlkd.agents.ppo_buffer import Batch, RolloutBuffer
 from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
@@ -551,18 +552,13 @@ class PPO:
         self.num_iterations = math.ceil(cfg.total_steps / (T * N * self.world.size))
         self.iteration = 0
         self.clip = cfg.clip_coef
-        # Rollout storage, (T, N, ...); self.t is the next row to fill.
-        self.t = 0
-        self.obs_buf = torch.zeros(
-            (T, N, *obs_space.shape), dtype=torch.uint8 if self.prep.image else torch.float32, device=device
-        )
-        self.next_obs_buf = torch.zeros_like(self.obs_buf) if self.intrinsic is not None else None
-        act_dtype = torch.long if self.agent.discrete else torch.float32
-        self.actions = torch.zeros((T, N, *action_space.shape), dtype=act_dtype, device=device)
-        self.logprobs, self.v_ext, self.v_int = (torch.zeros((T, N), device=device) for _ in range(3))
-        # Rewards, terminated, ended and the bootstrap values of time-limit cuts (4, T, N): the env's
-        # per-step numpy output is kept on the host and moved to the device once per rollout.
-        self.step_scalars = np.zeros((4, T, N), np.float32)
+        # Constants of the loss as tensors: a Python number operand is wrapped into a new tensor at
+        # every op, which costs more than the op on a minibatch of 64.
+        self.half_vf_coef, self.ent_coef = torch.tensor(0.5 * cfg.vf_coef), torch.tensor(cfg.ent_coef)
+        self.buffer = RolloutBuffer(
+            T, N, tuple(obs_space.shape), self.prep.image, tuple(action_space.shape), self.agent.discrete,
+            self.intrinsic is not None, self.world, device,
+        )  # fmt: skip
         self.int_acc = torch.zeros(N, device=device)  # running intrinsic return of each env's episode
         self.last_obs: np.ndarray | None = None
 
@@ -578,8 +574,8 @@ class PPO:
         return obs
 
     def act(self, obs: np.ndarray, step: int) -> np.ndarray:
-        cfg, t = self.cfg, self.t
-        if t == 0:  # a rollout starts: this iteration's schedules
+        cfg = self.cfg
+        if self.buffer.t == 0:  # a rollout starts: this iteration's schedules
             frac = 1.0 - self.iteration / self.num_iterations
             if cfg.anneal_lr:
                 self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
@@ -587,24 +583,24 @@ class PPO:
         with torch.inference_mode():  # lighter than no_grad; only copies of these tensors are kept
             x = self.prep(obs, self.device, update=True)
             action, logp, value_ext, value_int = act_checked(self.agent, x, step)
-        self.obs_buf[t], self.actions[t], self.logprobs[t] = x, action, logp
-        self.v_ext[t], self.v_int[t] = value_ext, value_int
+        self.buffer.add(x, action, logp, value_ext, value_int)
         return to_env_action(action, self.action_space)
 
     def observe(self, tr: loop.Transition, step: int) -> None:
-        t, dev = self.t, self.device
+        buf, dev = self.buffer, self.device
+        t = buf.t
         done = np.logical_or(tr.terminated, tr.truncated)
         reward = np.asarray(tr.reward, dtype=np.float32)
         if self.cfg.norm_reward:
             self.reward_scaler.update(reward[None], done[None])
             reward = np.clip(self.reward_scaler.scale(reward), -10.0, 10.0)
-        rewards, terminated, ended, boot_ext = self.step_scalars
+        rewards, terminated, ended, boot_ext = buf.step_scalars
         rewards[t], terminated[t], ended[t], boot_ext[t] = reward, tr.terminated, done, 0.0
-        if self.next_obs_buf is not None:
+        if buf.next_obs is not None:
             # The bonus is measured on the observation the stream continues from: at an episode
             # end that is the next episode's first one, as in the RND reference code. Scoring the
             # terminal observation instead pays the agent for crashing somewhere new.
-            self.next_obs_buf[t] = torch.as_tensor(tr.next_obs, device=dev)
+            buf.next_obs[t] = torch.as_tensor(tr.next_obs, device=dev)
         cut = np.logical_and(tr.truncated, ~tr.terminated)
         if cut.any():
             real_next = final_observations(tr.info, tr.next_obs)
@@ -612,11 +608,11 @@ class PPO:
             with torch.no_grad():
                 boot = self.agent.values(self.prep(real_next[cut], dev, update=False))[0]
             boot_ext[t, cut] = boot.cpu().numpy()
-        self.t += 1
+        buf.t += 1
         self.last_obs = tr.next_obs
 
     def at_boundary(self) -> bool:
-        return self.t == 0
+        return self.buffer.t == 0
 
     def status(self) -> dict[str, float]:
         return {"charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
@@ -631,16 +627,16 @@ class PPO:
     @torch.no_grad()
     def advantages(self, step: int) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
         """(advantages, extrinsic returns, intrinsic returns, intrinsic logs), each (T, N)."""
-        cfg = self.cfg
+        cfg, buf = self.cfg, self.buffer
         last_ext, last_int = self.agent.values(self.prep(self.last_obs, self.device, update=False))
-        rewards, terminated, ended, boot_ext = torch.from_numpy(self.step_scalars).to(self.device).unbind(0)
-        next_ext = torch.cat([self.v_ext[1:], last_ext[None]])
+        rewards, terminated, ended, boot_ext = torch.from_numpy(buf.step_scalars).to(self.device).unbind(0)
+        next_ext = torch.cat([buf.v_ext[1:], last_ext[None]])
         next_ext = torch.where(ended.bool(), boot_ext, next_ext)
-        adv_ext = gae(rewards, self.v_ext, next_ext, terminated, ended, cfg.gamma, cfg.gae_lambda)
-        ret_ext = adv_ext + self.v_ext
+        adv_ext = gae(rewards, buf.v_ext, next_ext, terminated, ended, cfg.gamma, cfg.gae_lambda)
+        ret_ext = adv_ext + buf.v_ext
         if self.intrinsic is None:
             return adv_ext, ret_ext, torch.zeros_like(ret_ext), {}
-        stream = self.intrinsic.rollout(self.next_obs_buf, self.v_int, last_int, cfg.gae_lambda)
+        stream = self.intrinsic.rollout(buf.next_obs, buf.v_int, last_int, cfg.gae_lambda)
         # A diverged predictor would reach the policy loss as NaN and be misnamed there.
         bonus_np = stream.rewards.cpu().numpy()
         check_finite(f"the {cfg.intrinsic} module", step, DIVERGED, intrinsic_reward=bonus_np)
@@ -663,15 +659,15 @@ class PPO:
     # ---------------------------------------------------------------- update
     def update(self, step: int, guard: UpdateGuard) -> dict[str, float]:
         """After a full rollout: advantages, then ``update_epochs`` passes of clipped PPO."""
-        if self.t < self.cfg.num_steps:
+        if not self.buffer.full:
             return {}
-        self.t = 0
+        self.buffer.t = 0
         advantages, ret_ext, ret_int, int_logs = self.advantages(step)
         logs = self.learn(advantages, ret_ext, ret_int, guard)
         if self.intrinsic is not None:  # diagnostics of this update's last predictor minibatch
             int_logs.update({f"intrinsic/{k}": v for k, v in self.intrinsic.metrics().items()})
         self.iteration += 1
-        y_pred, y_true = self.v_ext.cpu().numpy().ravel(), ret_ext.cpu().numpy().ravel()
+        y_pred, y_true = self.buffer.v_ext.cpu().numpy().ravel(), ret_ext.cpu().numpy().ravel()
         var_y = np.var(y_true)
         logs["losses/explained_variance"] = (
             float("nan") if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y)
@@ -684,66 +680,26 @@ class PPO:
         """The PPO epochs over minibatches of the flattened rollout of the whole job.
 
         Every rank draws the same permutation of the job's ``T*N*W`` samples (``W`` ranks) and
-        takes its own rows of each minibatch; each mean of the loss is this rank's sum divided by the
-        minibatch size, and the advantage statistics and gradients are summed over ranks. So the
-        update is the one a single process with all ``N*W`` envs would make (tested to 1e-6). The
-        RND reference code minibatches each rank's own envs instead (``ppo_agent.py``,
-        ``mbenvinds``) and averages the gradients (``mpi_util.py``, ``MpiAdamOptimizer``): the same
-        update in expectation, not the same numbers as one process.
+        takes its own rows of each minibatch (:meth:`RolloutBuffer.rows`); the loss holds sums over
+        those rows divided by the minibatch size, and ``distributed.job_sums`` adds the gradients
+        and terms of every rank. So the update is the one a single process with all ``N*W`` envs would make
+        (tested to 1e-6). The RND reference code minibatches each rank's own envs instead
+        (``ppo_agent.py``, ``mbenvinds``) and averages the gradients (``mpi_util.py``,
+        ``MpiAdamOptimizer``): the same update in expectation, not the same numbers as one process.
         """
-        cfg, world = self.cfg, self.world
-        local_size = self.logprobs.numel()
-        batch_size = local_size * world.size
-        minibatch_size = batch_size // cfg.num_minibatches
-        b_obs = self.obs_buf.reshape(local_size, *self.obs_space.shape)
-        b_next = self.next_obs_buf.reshape(local_size, *self.obs_space.shape) if self.intrinsic else None
-        b_actions = self.actions.reshape(local_size, *self.action_space.shape)
-        # The per-sample scalars as rows of one tensor: one index op per minibatch instead of six.
-        columns = [self.logprobs, advantages, ret_ext, self.v_ext, ret_int, self.v_int]
-        b_scalars = torch.stack([c.reshape(-1) for c in columns])
+        cfg, buf = self.cfg, self.buffer
+        batch = buf.flatten(advantages, ret_ext, ret_int)
+        minibatch_size = buf.job_size // cfg.num_minibatches
         clipfracs: list[float] = []
         stats: dict[str, float] = {}
-        # Constants of the loss as tensors: a Python number operand is wrapped into a new tensor at
-        # every op, which costs more than the op on a minibatch of 64. The 1/2 of the squared value
-        # error goes into its coefficient (exact: a power of two).
-        vf_coef, ent_coef = torch.tensor(0.5 * cfg.vf_coef), torch.tensor(cfg.ent_coef)
-        count = torch.tensor(float(minibatch_size))
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(batch_size, generator=self.batch_rng).to(self.device)
-            for start in range(0, batch_size, minibatch_size):
-                mb = self.local_rows(perm[start : start + minibatch_size])
-                # index_select, not [mb]: the same rows, ~3x faster for image batches (14 MB of Atari
-                # stacks per minibatch) and for small ones.
-                mb_obs, mb_actions = b_obs.index_select(0, mb), b_actions.index_select(0, mb)
-                newlogp, entropy, new_ext, new_int = self.agent.evaluate(mb_obs, mb_actions)
-                old_logp, mb_adv, mb_ret_ext, mb_v_ext, mb_ret_int, mb_v_int = b_scalars.index_select(1, mb)
-                logratio = newlogp - old_logp
-                ratio = logratio.exp()
-                if cfg.norm_adv:
-                    mb_adv = normalize(mb_adv, minibatch_size)
-                neg_adv = -mb_adv
-                clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
-                pg_sum = larger(neg_adv * ratio, neg_adv * clipped).sum()
-                v_clip = self.clip if cfg.clip_vloss else None
-                v_err = value_sq_error(new_ext, mb_ret_ext, mb_v_ext, v_clip)
-                if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
-                    v_err = v_err + value_sq_error(new_int, mb_ret_int, mb_v_int, None)
-                v_sum, entropy_sum = v_err.sum(), entropy.sum()
-                # Sums over the minibatch and one division: on small networks the update costs per
-                # autograd op, not per number. Without an entropy bonus its term stays out of the graph.
-                total = pg_sum - ent_coef * entropy_sum if cfg.ent_coef else pg_sum
-                loss = (total + vf_coef * v_sum) / count
-                # Sums (divided for the log at the end); the guard's finiteness check is the same.
-                terms = {"policy": pg_sum, "value": v_sum, "entropy": entropy_sum}
-                if self.intrinsic is not None:
-                    predictor = self.intrinsic.loss(b_next.index_select(0, mb))["predictor"]
-                    terms["predictor"] = predictor
-                    loss = loss + predictor
-                with torch.no_grad():  # ratios outside [1 - clip, 1 + clip]: those the clamp moved
-                    terms["clipped"] = torch.count_nonzero(clipped != ratio)
+            perm = torch.randperm(buf.job_size, generator=self.batch_rng).to(self.device)
+            for start in range(0, buf.job_size, minibatch_size):
+                rows = buf.rows(perm[start : start + minibatch_size])
+                loss, terms, (ratio, logratio) = self.loss(batch, rows, minibatch_size)
                 self.optimizer.zero_grad()
                 loss.backward()
-                terms = self.all_reduce(terms)
+                terms = distributed.job_sums(self.agent_params + self.predictor_params, terms)
                 clipfracs.append(float(terms.pop("clipped")) / minibatch_size)
                 if "predictor" in terms:
                     stats["intrinsic/predictor_loss"] = float(terms["predictor"])
@@ -762,28 +718,39 @@ class PPO:
             **stats,
         }
 
-    def local_rows(self, rows: Tensor) -> Tensor:
-        """This rank's rows of the job's flattened batch: job row ``t*N*W + e`` (env ``e`` of the job)
-        is row ``t*N + e - r*N`` of rank ``r = e // N``. With one process: ``rows`` itself."""
-        if self.world.size == 1:
-            return rows
-        n = self.cfg.num_envs
-        t, env = rows // (n * self.world.size), rows % (n * self.world.size)
-        mine = env // n == self.world.rank
-        return t[mine] * n + env[mine] % n
-
-    def all_reduce(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Sum the gradients and the loss terms (each rank's share of the minibatch means) over the
-        ranks, in one collective; returns the terms as the whole job's values (detached)."""
-        if self.world.size == 1:
-            return {k: v.detach() for k, v in terms.items()}
-        params = self.agent_params + self.predictor_params
-        for p in params:
-            if p.grad is None:  # a rank whose rows missed a head still sends its (zero) share
-                p.grad = torch.zeros_like(p)
-        values = torch.stack([v.detach().float() for v in terms.values()])
-        distributed.all_reduce_([*(p.grad for p in params), values])
-        return dict(zip(terms, values.unbind(), strict=True))
+    def loss(
+        self, batch: Batch, rows: Tensor, minibatch_size: int
+    ) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
+        """CleanRL's PPO loss on this rank's ``rows`` of a minibatch: (loss, its terms as sums over the
+        rows, (ratio, log-ratio)). Means are sums divided by the job's ``minibatch_size`` (on small
+        networks the update costs per autograd op, not per number)."""
+        cfg = self.cfg
+        mb_obs, mb_actions, columns = batch.minibatch(rows)
+        old_logp, mb_adv, mb_ret_ext, mb_v_ext, mb_ret_int, mb_v_int = columns
+        newlogp, entropy, new_ext, new_int = self.agent.evaluate(mb_obs, mb_actions)
+        logratio = newlogp - old_logp
+        ratio = logratio.exp()
+        if cfg.norm_adv:
+            mb_adv = normalize(mb_adv, minibatch_size)
+        neg_adv = -mb_adv
+        clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
+        pg_sum = larger(neg_adv * ratio, neg_adv * clipped).sum()
+        v_err = value_sq_error(new_ext, mb_ret_ext, mb_v_ext, self.clip if cfg.clip_vloss else None)
+        if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
+            v_err = v_err + value_sq_error(new_int, mb_ret_int, mb_v_int, None)
+        v_sum, entropy_sum = v_err.sum(), entropy.sum()
+        # Without an entropy bonus its term stays out of the graph; the 1/2 of the squared value
+        # error is in its coefficient (exact: a power of two).
+        total = pg_sum - self.ent_coef * entropy_sum if cfg.ent_coef else pg_sum
+        loss = (total + self.half_vf_coef * v_sum) / torch.tensor(float(minibatch_size))
+        terms = {"policy": pg_sum, "value": v_sum, "entropy": entropy_sum}
+        if self.intrinsic is not None:
+            assert batch.next_obs is not None
+            terms["predictor"] = self.intrinsic.loss(batch.next_obs.index_select(0, rows))["predictor"]
+            loss = loss + terms["predictor"]
+        with torch.no_grad():  # ratios outside [1 - clip, 1 + clip]: those the clamp moved
+            terms["clipped"] = torch.count_nonzero(clipped != ratio)
+        return loss, terms, (ratio, logratio)
 
     def step_optimizer(self, terms: dict[str, Tensor], guard: UpdateGuard) -> None:
         """Clip, then step unless the guard finds a NaN/inf loss or gradient."""

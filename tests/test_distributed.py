@@ -86,15 +86,15 @@ def _ppo_update(rank: int, size: int, port: int, out: str) -> None:
     algo = PPO(cfg, obs_space, gym.spaces.Discrete(2))
     cols = slice(rank * num_envs, (rank + 1) * num_envs)
     data = {k: v[:, cols] for k, v in _job_data().items()}
-    algo.obs_buf.copy_(data["obs"])
-    algo.next_obs_buf.copy_(data["next_obs"])
-    algo.actions.copy_(data["actions"])
+    algo.buffer.obs.copy_(data["obs"])
+    algo.buffer.next_obs.copy_(data["next_obs"])
+    algo.buffer.actions.copy_(data["actions"])
     with torch.no_grad():
         logp = algo.agent.evaluate(data["obs"].reshape(-1, 4), data["actions"].reshape(-1))[0]
     logp = logp.reshape(T, num_envs)
-    algo.logprobs.copy_(logp + data["logp_noise"])
-    algo.v_ext.copy_(data["v_ext"])
-    algo.v_int.copy_(data["v_int"])
+    algo.buffer.logprobs.copy_(logp + data["logp_noise"])
+    algo.buffer.v_ext.copy_(data["v_ext"])
+    algo.buffer.v_int.copy_(data["v_int"])
     logs = algo.learn(data["adv"], data["ret_ext"], data["ret_int"], UpdateGuard("stop"))
     params = {f"agent.{k}": v for k, v in algo.agent.state_dict().items()}
     params |= {f"predictor.{k}": v for k, v in algo.intrinsic.predictor.state_dict().items()}
@@ -123,16 +123,18 @@ def test_two_ranks_update_equals_one_process_with_all_envs(tmp_path):
 
 def test_local_rows_take_each_ranks_envs():
     """Job row t*N*W + e lives at row t*N + e % N of rank e // N (hand example: N=2, W=2)."""
+    from rlkd.agents.ppo_buffer import RolloutBuffer
 
-    class Fake:
-        cfg = PPOConfig(num_envs=2)
+    def buffer(rank: int) -> RolloutBuffer:
+        world = distributed.World(rank, 2)
+        return RolloutBuffer(2, 2, (3,), False, (), True, False, world, torch.device("cpu"))
 
     rows = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])  # t = 0: envs 0..3; t = 1: envs 0..3
     for rank, want in ((0, [0, 1, 2, 3]), (1, [0, 1, 2, 3])):
-        Fake.world = distributed.World(rank, 2)
-        assert PPO.local_rows(Fake(), rows).tolist() == want
-    Fake.world = distributed.World(1, 2)
-    assert PPO.local_rows(Fake(), torch.tensor([7, 2, 4])).tolist() == [3, 0]  # (1, env 3), (0, env 2)
+        assert buffer(rank).rows(rows).tolist() == want
+    assert buffer(1).rows(torch.tensor([7, 2, 4])).tolist() == [3, 0]  # (1, env 3), (0, env 2)
+    assert buffer(0).rows(torch.tensor([7, 2, 4])).tolist() == [2]  # (1, env 0)
+    assert buffer(0).job_size == 8
 
 
 # ---------------------------------------------------------------------------------------- statistics

@@ -27,14 +27,14 @@ def rollout() -> tuple[PPO, dict[str, torch.Tensor]]:
                     ext_coef=2.0, int_coef=1.0, num_minibatches=1, total_steps=4)  # fmt: skip
     algo = PPO(cfg, gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(2))
     col = lambda *v: torch.tensor(v, dtype=torch.float32)[:, None]  # noqa: E731  (T,) -> (T, N=1)
-    rewards, terminated, ended, boot_ext = algo.step_scalars  # (T, N) numpy views
+    rewards, terminated, ended, boot_ext = algo.buffer.step_scalars  # (T, N) numpy views
     rewards[:] = col(1.0, 2.0, 3.0, 4.0)
-    algo.v_ext[:] = col(0.5, 0.5, 0.5, 0.5)
-    algo.v_int[:] = col(0.1, 0.2, 0.3, 0.4)
+    algo.buffer.v_ext[:] = col(0.5, 0.5, 0.5, 0.5)
+    algo.buffer.v_int[:] = col(0.1, 0.2, 0.3, 0.4)
     ended[:] = col(0.0, 1.0, 1.0, 0.0)
     terminated[:] = col(0.0, 0.0, 1.0, 0.0)
     boot_ext[:] = col(0.0, 10.0, 0.0, 0.0)  # V(final obs) of the truncated step
-    algo.next_obs_buf[:] = torch.randn(4, 1, 3)
+    algo.buffer.next_obs[:] = torch.randn(4, 1, 3)
     algo.last_obs = np.random.default_rng(0).normal(size=(1, 3)).astype(np.float32)
     last_ext, last_int = algo.agent.values(torch.as_tensor(algo.last_obs))
     return algo, {"last_ext": last_ext.detach()[0], "last_int": last_int.detach()[0]}
@@ -52,14 +52,15 @@ def test_intrinsic_return_ignores_episode_ends_and_advantages_mix(rollout) -> No
     algo, last = rollout
     # The scaled bonuses the rollout will see: the same module, in the same state, scored apart.
     twin = copy.deepcopy(algo.intrinsic)
-    r_int = twin.rollout(algo.next_obs_buf, algo.v_int, last["last_int"][None], 1.0).rewards[:, 0].tolist()
+    stream = twin.rollout(algo.buffer.next_obs, algo.buffer.v_int, last["last_int"][None], 1.0)
+    r_int = stream.rewards[:, 0].tolist()
     adv, ret_ext, ret_int, logs = algo.advantages(step=4)
     expected, g = [], float(last["last_int"])
     for r in reversed(r_int):  # no cut at steps 1 and 2
         g = r + GAMMA * g
         expected.insert(0, g)
     assert ret_int[:, 0].tolist() == pytest.approx(expected, rel=1e-5)
-    mixed = 2.0 * (ret_ext - algo.v_ext) + 1.0 * (ret_int - algo.v_int)
+    mixed = 2.0 * (ret_ext - algo.buffer.v_ext) + 1.0 * (ret_int - algo.buffer.v_int)
     assert torch.allclose(adv, mixed, atol=1e-6)
     assert logs["intrinsic/reward_mean"] == pytest.approx(float(np.mean(r_int)), rel=1e-5)
 
@@ -140,17 +141,18 @@ def test_learn_makes_cleanrls_update(discrete: bool) -> None:
     actions = torch.randint(3, (T, N)) if discrete else torch.randn(T, N, 2)
     with torch.no_grad():
         logp, _, value, _ = algo.agent.evaluate(obs.reshape(T * N, 4), actions.reshape(T * N, *space.shape))
-    algo.obs_buf[:], algo.actions[:] = obs, actions
-    algo.logprobs[:] = (logp + 0.5 * torch.randn(T * N)).reshape(T, N)  # ratios on both sides of the clip
-    algo.v_ext[:] = (value + 0.5 * torch.randn(T * N)).reshape(T, N)
+    algo.buffer.obs[:], algo.buffer.actions[:] = obs, actions
+    # Old log-probs off the current ones: ratios on both sides of the clip.
+    algo.buffer.logprobs[:] = (logp + 0.5 * torch.randn(T * N)).reshape(T, N)
+    algo.buffer.v_ext[:] = (value + 0.5 * torch.randn(T * N)).reshape(T, N)
     adv, ret = torch.randn(T, N), torch.randn(T, N)
     reference = copy.deepcopy(algo.agent)
     logs = algo.learn(adv, ret, torch.zeros(T, N), UpdateGuard())
 
     flat_obs, flat_actions = obs.reshape(T * N, 4), actions.reshape(T * N, *space.shape)
     new_logp, entropy, new_v, _ = reference.evaluate(flat_obs, flat_actions)
-    b_adv, b_ret, b_old_v = adv.reshape(-1), ret.reshape(-1), algo.v_ext.reshape(-1)
-    ratio = (new_logp - algo.logprobs.reshape(-1)).exp()
+    b_adv, b_ret, b_old_v = adv.reshape(-1), ret.reshape(-1), algo.buffer.v_ext.reshape(-1)
+    ratio = (new_logp - algo.buffer.logprobs.reshape(-1)).exp()
     mb_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
     pg_loss = torch.max(-mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - clip, 1 + clip)).mean()
     v_clipped = b_old_v + torch.clamp(new_v - b_old_v, -clip, clip)

@@ -162,6 +162,19 @@ def merge_moments(count: M, mean: M, var: M) -> tuple[M, M, M]:
     return tuple(t.numpy() for t in out) if as_numpy else out  # type: ignore[return-value]
 
 
+def job_sums(params: Sequence[Tensor], terms: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Sum the gradients of ``params`` and the loss ``terms`` (each rank's sums over its rows of a
+    minibatch) over the ranks, in one collective; returns the terms as the whole job's (detached)."""
+    if world().size == 1:
+        return {k: v.detach() for k, v in terms.items()}
+    for p in params:
+        if p.grad is None:  # a rank whose rows missed a head still sends its (zero) share
+            p.grad = torch.zeros_like(p)
+    values = torch.stack([v.detach().float() for v in terms.values()])
+    all_reduce_([*(p.grad for p in params), values])
+    return dict(zip(terms, values.unbind(), strict=True))
+
+
 def gather(value: T) -> list[T]:
     """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
     if world().size == 1:
