@@ -68,7 +68,7 @@ def test_intrinsic_return_ignores_episode_ends_and_advantages_mix(rollout) -> No
 @pytest.mark.parametrize("discrete", [True, False])
 def test_policy_distribution_matches_torch_distributions(discrete: bool) -> None:
     """The written-out categorical and Gaussian (sample, evaluate) against torch.distributions."""
-    from rlkd.agents.ppo import Agent
+    from rlkd.agents.ppo_networks import Agent
     from torch.distributions import Categorical, Normal
 
     torch.manual_seed(0)
