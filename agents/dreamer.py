@@ -40,6 +40,7 @@ from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.errors import UserError, describe_space
 from rlkd.nn.nets import numpy32
+from rlkd.nn.optim import FusedAdam, clip_grad_norm_
 from rlkd.world_model.behaviour import Behaviour
 from rlkd.world_model.codecs import BetaVAEEncoder, preprocess
 from rlkd.world_model.model import (
@@ -316,7 +317,7 @@ class Agent(nn.Module):
         return state, action
 
 
-def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, torch.optim.Optimizer]:
+def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, FusedAdam]:
     """Adam for model, actor and critic (eps 1e-5, dreamer-torch)."""
     model_params = list(agent.wm.parameters())
     if cfg.official_teacher_drift and agent.teacher is not None:
@@ -325,9 +326,9 @@ def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, torch.optim.
         model_params += list(agent.teacher.parameters())
     beh = agent.behaviour
     return {
-        "model": torch.optim.Adam(model_params, lr=cfg.model_lr, eps=1e-5, fused=True),
-        "actor": torch.optim.Adam(beh.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, fused=True),
-        "critic": torch.optim.Adam(beh.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, fused=True),
+        "model": FusedAdam(model_params, lr=cfg.model_lr, eps=1e-5),
+        "actor": FusedAdam(beh.actor.parameters(), lr=cfg.actor_lr, eps=1e-5),
+        "critic": FusedAdam(beh.critic.parameters(), lr=cfg.critic_lr, eps=1e-5),
     }
 
 
@@ -370,21 +371,21 @@ def naive_init(agent: Agent, weights: dict[str, Tensor]) -> None:
 
 
 def clip_step(
-    opt: torch.optim.Optimizer, losses: dict[str, Tensor], params: list[Tensor], clip: float,
+    opt: FusedAdam, losses: dict[str, Tensor], params: list[Tensor], clip: float,
     guard: UpdateGuard | None, name: str,
 ) -> Tensor:  # fmt: skip
     """Backward the sum of ``losses`` into ``params`` only, clip, and step unless ``guard`` finds a
     NaN/inf loss or gradient. Returns the grad norm before clipping."""
-    opt.zero_grad(set_to_none=True)
+    opt.zero_grad()
     sum(losses.values()).backward(inputs=params)
-    norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    norm = clip_grad_norm_(params, clip)
     if guard is None or guard.ok(losses, {name: norm}):
         opt.step()
     return norm
 
 
 def update(
-    agent: Agent, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor], eta: float,
+    agent: Agent, opts: dict[str, FusedAdam], batch: dict[str, Tensor], eta: float,
     guard: UpdateGuard | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
     """One world-model + behaviour update. Returns (scaled losses, metrics), all detached tensors.

@@ -23,6 +23,7 @@ from rlkd.core import distributed
 from rlkd.core.guard import UpdateGuard
 from rlkd.core.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.errors import UserError
+from rlkd.nn.optim import FusedAdam, clip_grad_norm_
 from rlkd.world_model.datasets import SequenceDataset, read_manifest
 from rlkd.world_model.model import WorldModel, WorldModelConfig, model_meta, reconstruction_grid, to_torch
 
@@ -86,7 +87,7 @@ def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> 
     distributed.broadcast_module_(model)
     if world.rank:  # rank 0's weights, each rank's own sampling noise
         seed_everything(cfg.seed + 1000 * world.rank)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr, eps=1e-5, fused=True)
+    opt = FusedAdam(model.parameters(), lr=cfg.model_lr, eps=1e-5)
     guard = UpdateGuard(cfg.on_nonfinite)
     update = 0
     if checkpoint is not None:
@@ -109,10 +110,10 @@ def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> 
         batch["obs"] = batch.pop("image")
         losses, _, metrics = model.loss(batch, sample=cfg.sample_posterior)
         total = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         total.backward()
         losses = average(model, losses)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        norm = clip_grad_norm_(opt.params, cfg.grad_clip)
         guard.step = update
         if guard.ok(losses, {"world model": norm}):
             opt.step()

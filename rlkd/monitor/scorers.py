@@ -19,6 +19,7 @@ from torch import nn
 
 from rlkd.intrinsic import IntrinsicModule, make_intrinsic
 from rlkd.nn.nets import mlp
+from rlkd.nn.optim import FusedAdam
 
 FIT_BATCH = 256
 
@@ -49,11 +50,11 @@ class NoveltyScorer(nn.Module):
         of every 100th update."""
         self.module.init_obs_stats(x)
         data = torch.as_tensor(x, dtype=torch.float32)
-        opt = torch.optim.Adam(self.module.predictor.parameters(), lr=lr)
+        opt = FusedAdam(self.module.predictor.parameters(), lr=lr)
         curve = []
         for i, idx in enumerate(_batches(len(data), updates, torch.Generator().manual_seed(seed))):
             loss = self.module.loss(data[idx])["predictor"]
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             if i % 100 == 0:
@@ -92,11 +93,11 @@ class EnsembleScorer(nn.Module):
         curve = []
         for head in self.heads:
             sample = torch.randint(len(feats), (len(feats),), generator=gen)  # the bootstrap resample
-            opt = torch.optim.Adam(head.parameters(), lr=lr)
+            opt = FusedAdam(head.parameters(), lr=lr)
             for i, idx in enumerate(_batches(len(sample), updates, gen)):
                 rows = sample[idx]
                 loss = (head(self._norm(feats[rows])) - target[rows]).square().mean()
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 opt.step()
                 if i == updates - 1:

@@ -6,6 +6,8 @@ costs ~0.75 s of a process's start-up on this machine's CPU, and every step pass
 profiler and hook wrappers. PPO's update is many small steps and a short run is a few seconds, so
 :class:`FusedAdam` calls the same kernel directly: the same numbers as ``torch.optim.Adam(...,
 fused=True)`` bit for bit (tested), the same ``state_dict`` format, so checkpoints move between them.
+Every rlkd learner steps it (PPO, Dreamer/DisWM, pretraining, the monitor's scorers); only the
+Stable-Baselines3 side (``rlkd.intrinsic.sb3``) keeps ``torch.optim``, as SB3 itself does.
 """
 
 from __future__ import annotations
