@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from rlkd import envs as rlkd_envs
 from rlkd.analysis.video import VideoRecorder
 from rlkd.core import loop
-from rlkd.core.config import check_ranges, to_dict
+from rlkd.core.config import check_ranges, read_presets, to_dict
 from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.errors import UserError, describe_space
@@ -195,45 +196,8 @@ class DreamerConfig(WorldModelConfig):
 CONFIG = DreamerConfig
 DISTRIBUTED = False
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Tiny: a few hundred env steps in well under 30 s on CPU.
-    "debug": {
-        "total_steps": 200, "num_envs": 1, "prefill": 50, "prefill_updates": 2, "train_every": 25,
-        "batch_size": 4, "batch_length": 8, "deter": 32, "stoch": 8, "hidden": 32, "units": 32,
-        "cnn_depth": 4,
-        "imag_horizon": 5, "replay_capacity": 10_000, "checkpoint_interval": 100, "log_interval": 50,
-        "image_log_interval": 100, "eta_decay_steps": 200,
-    },
-    # One CPU core, ~30 minutes: small model, higher learning rates (chosen by measurement on
-    # Pendulum-v1 and rlkd/PointReach-Pixels-v0, bench/bench_dreamer.py; docs/diswm.md).
-    "cpu": {
-        "deter": 64, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2, "cnn_depth": 8,
-        "batch_size": 16, "batch_length": 32, "model_lr": 1e-3, "actor_lr": 3e-4, "critic_lr": 3e-4,
-        "num_envs": 1, "torch_threads": 1, "total_steps": 50_000, "log_interval": 1_000,
-        "checkpoint_interval": 10_000, "image_log_interval": 5_000,
-    },
-    # The CPU pixel recipe, chosen by measurement on point reach (docs/diswm.md, "A pixel preset
-    # that learns on one core"): 32x32 frames (the conv stacks without their 64x64 layer, ~1.7x
-    # cheaper per update than 64x64), deter 200 (a more precise model of where small objects are),
-    # discount 0.9 (at 0.99 the critic's poorly ranked values drown the next rewards in the actor's
-    # objective on 50-step episodes), one update every 2 env steps on 16 x 16 windows (a train ratio
-    # of 128 replayed steps per env step; the paper's is 500) after a 1000-step random prefill.
-    "cpu-pixels": {
-        "image_size": 32, "deter": 200, "stoch": 16, "hidden": 64, "units": 64, "mlp_layers": 2,
-        "cnn_depth": 8, "batch_size": 16, "batch_length": 16, "model_lr": 1e-3, "actor_lr": 3e-4,
-        "critic_lr": 3e-4, "discount": 0.9, "num_envs": 1, "torch_threads": 1, "total_steps": 12_000,
-        "train_every": 2, "prefill": 1_000, "log_interval": 500, "checkpoint_interval": 4_000,
-        "image_log_interval": 2_000,
-    },
-    # The paper's DMC settings (DreamerV2 sizes; these equal the dataclass defaults). DMC steps as the
-    # paper describes (action repeat 2, rewards summed, 500-step episodes); the official code's
-    # wrapper stepped otherwise (4 control steps, 2 x the last call's reward, 250-step episodes):
-    # add --env-kwargs "{official_wrapper: true}" to reproduce it (docs/diswm.md, item 2).
-    "paper": {
-        "batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20,
-        "beta": 0.015, "action_repeat": 2, "train_every": 5, "prefill": 2_500, "num_envs": 1,
-    },
-}  # fmt: skip
+PRESETS = read_presets(Path(__file__).with_name("presets") / "dreamer.yaml")
+"""Named field overrides (``--preset``), in ``agents/presets/dreamer.yaml`` with where each comes from."""
 """Same presets for ``--agent diswm``; the mode comes from ``agent`` through ``finetune: auto``."""
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -42,7 +43,7 @@ from torch import Tensor
 
 from rlkd.analysis.video import VideoRecorder
 from rlkd.core import distributed, loop
-from rlkd.core.config import TrainConfig, check_ranges, to_dict
+from rlkd.core.config import TrainConfig, check_ranges, read_presets, to_dict
 from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.errors import UserError, describe_space
@@ -151,99 +152,8 @@ class PPOConfig(TrainConfig):
 CONFIG = PPOConfig
 DISTRIBUTED = True
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Tiny and fast: what the tests run.
-    "debug": {
-        "env_id": "CartPole-v1",
-        "intrinsic": "none",
-        "num_envs": 4,
-        "num_steps": 32,
-        "total_steps": 512,
-        "num_minibatches": 2,
-        "update_epochs": 2,
-        "hidden_size": 16,
-        "gamma": 0.99,
-        "checkpoint_interval": 256,
-        "log_interval": 128,
-        "int_init_steps": 64,
-    },
-    # rl-zoo3's tuned CartPole-v1 recipe (hyperparams/ppo.yml): 8 envs x 32 steps, one 256-sample
-    # minibatch, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus, LR 1e-3 and clip 0.2 both
-    # decaying linearly, no value clipping (SB3's clip_range_vf None).
-    "cartpole": {
-        "env_id": "CartPole-v1",
-        "intrinsic": "none",
-        "num_envs": 8,
-        "num_steps": 32,
-        "total_steps": 100_000,
-        "num_minibatches": 1,
-        "update_epochs": 20,
-        "gamma": 0.98,
-        "gae_lambda": 0.8,
-        "ent_coef": 0.0,
-        "learning_rate": 1e-3,
-        "anneal_clip": True,
-        "clip_vloss": False,
-        "hidden_size": 64,
-        "log_interval": 1024,
-        "checkpoint_interval": 25_000,
-    },
-    # CleanRL ppo.py settings for classic control.
-    "classic": {
-        "env_id": "CartPole-v1",
-        "intrinsic": "none",
-        "num_envs": 8,
-        "num_steps": 128,
-        "total_steps": 500_000,
-        "learning_rate": 2.5e-4,
-        "gamma": 0.99,
-        "ent_coef": 0.01,
-        "hidden_size": 64,
-    },
-    # CleanRL ppo_rnd_envpool.py's settings and network for Atari (its parse_args: clip_coef 0.1,
-    # clipped extrinsic value loss, sticky actions 0.25), with 16 envs instead of 128 (so the
-    # predictor trains on min(1, 32/16) = all of each minibatch) and full-game episodes
-    # (episodic_life False, where CleanRL's envpool.make passes episodic_life=True).
-    "atari": {
-        "env_id": "MontezumaRevenge-v5",
-        "intrinsic": "rnd",
-        "policy_net": "rnd",
-        "num_envs": 16,
-        "num_steps": 128,
-        "total_steps": 10_000_000,
-        "learning_rate": 1e-4,
-        "gamma": 0.999,
-        "gamma_int": 0.99,
-        "ent_coef": 0.001,
-        "update_epochs": 4,
-        "num_minibatches": 4,
-        "clip_coef": 0.1,
-        "int_init_steps": 50 * 128 * 16,
-        "checkpoint_interval": 500_000,
-        "env_kwargs": {
-            "episodic_life": False,
-            "reward_clip": True,
-            "repeat_action_probability": 0.25,
-            "max_episode_steps": 18_000,
-        },
-    },
-    # CleanRL ppo_continuous_action.py settings for MuJoCo.
-    "mujoco": {
-        "env_id": "HalfCheetah-v5",
-        "intrinsic": "none",
-        "num_envs": 8,
-        "num_steps": 256,
-        "total_steps": 1_000_000,
-        "learning_rate": 3e-4,
-        "gamma": 0.99,
-        "ent_coef": 0.0,
-        "update_epochs": 10,
-        "num_minibatches": 32,
-        "norm_obs": True,
-        "norm_reward": True,
-        "hidden_size": 64,
-    },
-}
+PRESETS = read_presets(Path(__file__).with_name("presets") / "ppo.yaml")
+"""Named field overrides (``--preset``), in ``agents/presets/ppo.yaml`` with where each comes from."""
 
 
 # ------------------------------------------------------------------------------------------ helpers

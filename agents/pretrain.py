@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import torch
 
 from rlkd.core import distributed
+from rlkd.core.config import read_presets
 from rlkd.core.guard import UpdateGuard
 from rlkd.core.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.errors import UserError
@@ -53,14 +54,8 @@ class PretrainConfig(WorldModelConfig):
             raise UserError("--data is required: a dataset folder made by `rlkd collect`")
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "debug": {
-        "total_steps": 20, "batch_size": 4, "batch_length": 8, "deter": 32, "stoch": 8, "hidden": 32,
-        "units": 32, "cnn_depth": 4, "checkpoint_interval": 10, "log_interval": 5, "image_log_interval": 10,
-    },
-    "paper": {"batch_size": 50, "batch_length": 50, "deter": 200, "stoch": 50, "units": 400, "z_dim": 20,
-              "total_steps": 20_000},
-}  # fmt: skip
+PRESETS = read_presets(Path(__file__).with_name("presets") / "pretrain.yaml")
+"""Named field overrides (``--preset``), in ``agents/presets/pretrain.yaml`` with where each comes from."""
 
 
 def pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> None:

@@ -19,3 +19,11 @@ def test_every_package_folder_is_listed_under_the_rlkd_namespace():
     # Sub-packages of mapped folders (e.g. rlkd.envs.agv) must be listed, or a wheel drops them.
     assert found <= listed, f"not shipped: {sorted(found - listed)}"
     assert not any(name.split(".")[0] in ("envs", "agents") for name in listed)
+
+
+def test_agent_presets_ship_with_the_package():
+    """The presets are YAML files beside the agents: the wheel must carry them (package-data)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["rlkd.agents"]
+    files = {p.relative_to(ROOT / "agents") for pattern in patterns for p in (ROOT / "agents").glob(pattern)}
+    assert {Path("presets") / f"{name}.yaml" for name in ("ppo", "dreamer", "pretrain")} <= files

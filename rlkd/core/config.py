@@ -279,6 +279,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_presets(path: Path) -> dict[str, dict[str, Any]]:
+    """An agent's presets file: preset name -> field overrides (each a mapping)."""
+    presets = read_yaml(path)
+    for name, fields in presets.items():
+        if not isinstance(fields, dict):
+            raise UserError(f"preset {name!r} in {path} must be a mapping of field: value")
+    return presets
+
+
 def read_yaml_text(text: str, source: str) -> dict[str, Any]:
     """Parse a YAML mapping given on the command line (e.g. ``--env-kwargs "{a: 1}"``)."""
     try:
