@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from rlkd.agents import Inspection
 from rlkd.agents.ppo_buffer import Batch, RolloutBuffer
-from rlkd.agents.ppo_networks import Agent, NonFinitePolicy, ObsPreprocessor, to_env_action
+from rlkd.agents.ppo_networks import ActorCritic, NonFinitePolicy, ObsPreprocessor, to_env_action
 from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor
@@ -258,7 +258,8 @@ class PPO:
             rdd_sigma=cfg.rdd_sigma, device=device,
         )  # fmt: skip
         int_head = self.intrinsic is not None
-        self.agent = Agent(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net).to(device)
+        net = ActorCritic(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net)
+        self.agent = net.to(device)
         self.prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(device)
         # On the host whatever the device: rewards arrive as numpy arrays, one small batch per step.
         self.reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True)
@@ -524,7 +525,7 @@ class PPO:
         self.reward_scaler.returns.zero_()
 
 
-def act_checked(agent: Agent, x: Tensor, step: int) -> tuple[Tensor, ...]:
+def act_checked(agent: ActorCritic, x: Tensor, step: int) -> tuple[Tensor, ...]:
     """``agent.sample(x)``, where a policy that outputs NaN/inf (its weights diverged) is one user error."""
     try:
         return agent.sample(x)
@@ -569,7 +570,7 @@ class Policy:
     """A trained PPO policy for evaluation and data collection (stateless: ``first`` is ignored)."""
 
     def __init__(
-        self, agent: Agent, prep: ObsPreprocessor, obs_space: gym.Space, action_space: gym.Space,
+        self, agent: ActorCritic, prep: ObsPreprocessor, obs_space: gym.Space, action_space: gym.Space,
         device: torch.device,
     ) -> None:  # fmt: skip
         self.agent, self.prep, self.device = agent, prep, device
@@ -601,7 +602,8 @@ def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Po
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
     envs.close()
     dev = torch.device(device)
-    agent = Agent(obs_space, action_space, cfg.hidden_size, cfg.intrinsic != "none", cfg.policy_net).to(dev)
+    int_head = cfg.intrinsic != "none"
+    agent = ActorCritic(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net).to(dev)
     prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(dev)
     state = checkpoint["state"]
     try:

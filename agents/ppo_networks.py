@@ -28,7 +28,7 @@ from rlkd.nn.nets import (
 from rlkd.nn.stats import RunningMeanStd
 
 
-class Agent(nn.Module):
+class ActorCritic(nn.Module):
     """Actor with one or two value heads.
 
     Vector observations: separate tanh MLPs for actor and critic (CleanRL). Images: a CNN trunk

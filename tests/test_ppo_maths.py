@@ -68,12 +68,12 @@ def test_intrinsic_return_ignores_episode_ends_and_advantages_mix(rollout) -> No
 @pytest.mark.parametrize("discrete", [True, False])
 def test_policy_distribution_matches_torch_distributions(discrete: bool) -> None:
     """The written-out categorical and Gaussian (sample, evaluate) against torch.distributions."""
-    from rlkd.agents.ppo_networks import Agent
+    from rlkd.agents.ppo_networks import ActorCritic
     from torch.distributions import Categorical, Normal
 
     torch.manual_seed(0)
     space = gym.spaces.Discrete(3) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    agent = Agent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), space, 16, int_head=False)
+    agent = ActorCritic(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), space, 16, int_head=False)
     with torch.no_grad():  # a policy far from uniform, so that errors would show
         agent.actor.weight.mul_(300.0)
         if not discrete:

@@ -185,7 +185,7 @@ class AGVWarehouseVectorEnv(VectorEnv):
 
     def eval_tracker(self) -> Any:
         """The evaluation hook of ``rlkd eval``: a trajectory plot of the evaluated episodes."""
-        from rlkd.envs.agv.tracking import TrajectoryTracker
+        from rlkd.envs.agv.trajectories import TrajectoryTracker
 
         return TrajectoryTracker(self)
 

@@ -26,7 +26,7 @@ What :func:`evaluate` does, stated once so that the CLI help, the JSON and Tenso
   TensorBoard the evaluation shows up as the run ``<run>/eval``).
 * **Env hooks.** An env whose unwrapped vector env has ``eval_tracker()`` adds its own files: the
   AGV envs draw the counted episodes' trajectories over the warehouse map,
-  ``<run>/eval/trajectories_step_<N>.png`` (:mod:`rlkd.envs.agv.tracking`).
+  ``<run>/eval/trajectories_step_<N>.png`` (:mod:`rlkd.envs.agv.trajectories`).
 * **Video.** ``video=FILE.gif`` records the first episode. With same-step autoreset the env has
   already started the next episode when the last step returns, so the GIF holds one frame per
   step: frame ``t`` is the state the policy acted on at step ``t`` (``episode length`` frames).
@@ -315,7 +315,7 @@ def run_episodes(
     stats: dict[str, Any] = {"returns": [], "lengths": [], "successes": [], "records": [], "frames": []}
     obs, _ = envs.reset(seed=seed)
     first = np.ones(n, dtype=bool)
-    # An env may provide an evaluation hook (see rlkd.envs.agv.tracking) that follows every episode.
+    # An env may provide an evaluation hook (see rlkd.envs.agv.trajectories) that follows every episode.
     hook = getattr(envs.unwrapped, "eval_tracker", None)
     stats["tracker"] = tracker = hook() if callable(hook) else None
     recording = record_video

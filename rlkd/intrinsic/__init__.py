@@ -210,7 +210,7 @@ class IntrinsicModule(nn.Module, ABC):
             self.adapter.input_shape, self.adapter.pixels, hidden, self.output_dim
         )
         self._freeze_target()
-        if self.adapter.pixels:  # channels-last memory for oneDNN's convolutions (see the PPO Agent)
+        if self.adapter.pixels:  # channels-last memory for oneDNN's convolutions (see PPO's ActorCritic)
             self.target.to(memory_format=torch.channels_last)
             self.predictor.to(memory_format=torch.channels_last)
         # Per-pixel statistics for images, per-feature for vectors (RND paper, section 2.4).
