@@ -107,8 +107,10 @@ class AGVSim(ColorDistractors, Lidar, Raster):
         self._label_cache: dict[int, np.ndarray] = {}
         self._bufs: dict[tuple, np.ndarray] = {}
 
-        # Per-env state.
-        n = self.n
+        self._init_state(self.n)
+
+    def _init_state(self, n: int) -> None:
+        """The per-env state arrays, ``(n, ...)``; episodes fill them at reset."""
         self.x = np.zeros(n)
         self.y = np.zeros(n)
         self.theta = np.zeros(n)
@@ -126,8 +128,6 @@ class AGVSim(ColorDistractors, Lidar, Raster):
         self.hsv = np.zeros((n, 3, 3))  # distractor colours: (env, floor/rack/obstacle, h/s/v)
         self.hsv0 = np.zeros((n, 3, 3))
         self.palette = np.broadcast_to(DEFAULT_PALETTE, (n, 6, 3)).copy()
-
-
 
     def seed(self, seed: int | None, rng: np.random.Generator) -> None:
         """Re-key every env: env ``i`` gets seed ``seed + i`` (fresh entropy from ``rng`` if None)."""

@@ -26,6 +26,17 @@ from rlkd.core.paths import make_dir
 from rlkd.errors import UserError
 
 
+def group_runs(runs: Sequence[RunData], group_by: Sequence[str]) -> dict[tuple[str, ...], list[RunData]]:
+    """Runs by their values of the ``group_by`` config fields (missing or empty: ``MISSING``)."""
+    groups: dict[tuple[str, ...], list[RunData]] = {}
+    for r in runs:
+        key = tuple(
+            str(r.config.get(f, MISSING)) if r.config.get(f) not in (None, "") else MISSING for f in group_by
+        )
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
 def report(
     paths: Sequence[str | Path],
     out: Path | None = None,
@@ -73,13 +84,7 @@ def report(
     if group_by is None:
         group_by = auto_group_by([r.config for r in runs])
 
-    groups: dict[tuple[str, ...], list[RunData]] = {}
-    for r in runs:
-        key = tuple(
-            str(r.config.get(f, MISSING)) if r.config.get(f) not in (None, "") else MISSING for f in group_by
-        )
-        groups.setdefault(key, []).append(r)
-
+    groups = group_runs(runs, group_by)
     rows = [group_row(key, members, group_by, tags, notes) for key, members in groups.items()]
     out = Path(out) if out is not None else runs[0].path.parent / "report"
     make_dir(out, "--out")
