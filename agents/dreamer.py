@@ -57,6 +57,11 @@ from rlkd.world_model.model import (
 from rlkd.world_model.replay import Replay
 from rlkd.world_model.rssm import RSSM, State
 
+LOSS_SCALES = {"image": 1.0, "reward": 2.0, "kl": 1.0, "continue": 1.0, "distill": 1.0, "actor": 1.0,
+               "critic": 1.0}  # fmt: skip
+"""Every loss of the update with its default weight, in logging order: the one list of their names."""
+
+
 # ============================================================================ config
 
 
@@ -134,10 +139,7 @@ class DreamerConfig(WorldModelConfig):
     pred_continue: str = "auto"
     """Learn a continue head used as imagination discount: auto (on unless DMC, whose episodes never
     terminate, as DreamerV2), on or off."""
-    loss_scales: dict[str, float] = dataclasses.field(
-        default_factory=lambda: {"image": 1.0, "reward": 2.0, "kl": 1.0, "continue": 1.0, "distill": 1.0,
-                                 "actor": 1.0, "critic": 1.0}
-    )  # fmt: skip
+    loss_scales: dict[str, float] = dataclasses.field(default_factory=lambda: dict(LOSS_SCALES))
     """Weights of the loss dict entries (distill is additionally multiplied by eta; reward 2 is the
     official DMC config's reward_scale)."""
     image_log_interval: int = 10_000
@@ -188,7 +190,7 @@ class DreamerConfig(WorldModelConfig):
             raise UserError(f"--distill-latents must be samples or means, got {self.distill_latents!r}")
         if self.distill_reduction not in ("batchmean", "mean"):
             raise UserError(f"--distill-reduction must be batchmean or mean, got {self.distill_reduction!r}")
-        unknown = set(self.loss_scales) - {"image", "reward", "kl", "continue", "distill", "actor", "critic"}
+        unknown = set(self.loss_scales) - set(LOSS_SCALES)
         if unknown:
             raise UserError(f"--loss-scales has unknown keys {sorted(unknown)}")
 
@@ -462,7 +464,6 @@ def make_envs(cfg: DreamerConfig) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
 # ============================================================================ training
 
 
-LOSS_TAGS = ("image", "reward", "kl", "continue", "distill", "actor", "critic")
 WM_TAGS = ("image_nll", "vae_kl", "kl_value", "reward_mse", "reward_var", "grad_norm_model")
 BEHAVIOUR_TAGS = ("actor_entropy", "action_std", "imag_reward", "imag_return", "imag_value", "critic_target",
                   "grad_norm_actor", "grad_norm_critic")  # fmt: skip
@@ -470,7 +471,7 @@ BEHAVIOUR_TAGS = ("actor_entropy", "action_std", "imag_reward", "imag_return", "
 
 def tagged(means: Mapping[str, Any]) -> dict[str, Any]:
     """Update values under their TensorBoard tags: losses/, world_model/, behaviour/."""
-    out = {f"losses/{k}": means[k] for k in LOSS_TAGS if k in means}
+    out = {f"losses/{k}": means[k] for k in LOSS_SCALES if k in means}
     out |= {f"world_model/{k}": means[k] for k in WM_TAGS if k in means}
     out |= {f"behaviour/{k}": means[k] for k in BEHAVIOUR_TAGS if k in means}
     return out
