@@ -46,6 +46,7 @@ from rlkd.core import distributed, loop
 from rlkd.core.config import TrainConfig, check_ranges, read_presets, to_dict
 from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
 from rlkd.core.run import Run, load_state, seed_everything
+from rlkd.core.spaces import space_from_data, space_to_data
 from rlkd.errors import UserError, describe_space
 from rlkd.intrinsic import INTRINSIC_NAMES, IntrinsicModule, make_intrinsic, rnd_update_proportion
 from rlkd.nn.nets import channels_last, is_image, numpy32
@@ -502,6 +503,7 @@ class PPO:
             "intrinsic": self.intrinsic.state_dict() if self.intrinsic is not None else {},
             "iteration": self.iteration,
             "batch_rng": self.batch_rng.get_state(),
+            "spaces": {"obs": space_to_data(self.obs_space), "action": space_to_data(self.action_space)},
         }
         if self.intrinsic is not None and self.world.size > 1:
             # The non-episodic intrinsic return runs on per env: every rank's, for its own envs.
@@ -594,18 +596,22 @@ class Policy:
 
 
 def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Policy:
-    """Rebuild the policy a checkpoint holds (spaces come from a 1-env instance of the run's env)."""
+    """Rebuild the policy a checkpoint holds, with the spaces it stores (checkpoints written before
+    they did: from a 1-env instance of the run's env)."""
     from rlkd.core.config import from_dict
 
     cfg = from_dict(PPOConfig, checkpoint["config"], f"{run.path}/config.yaml")
-    envs = make_vec(cfg.env_id, 1, cfg.seed, cfg.env_backend, **cfg.env_kwargs)
-    obs_space, action_space = envs.single_observation_space, envs.single_action_space
-    envs.close()
+    state = checkpoint["state"]
+    if "spaces" in state:
+        obs_space, action_space = (space_from_data(state["spaces"][k]) for k in ("obs", "action"))
+    else:
+        envs = make_vec(cfg.env_id, 1, cfg.seed, cfg.env_backend, **cfg.env_kwargs)
+        obs_space, action_space = envs.single_observation_space, envs.single_action_space
+        envs.close()
     dev = torch.device(device)
     int_head = cfg.intrinsic != "none"
     agent = ActorCritic(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net).to(dev)
     prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(dev)
-    state = checkpoint["state"]
     try:
         agent.load_state_dict(state["agent"])
         prep.load_state_dict(state["prep"])

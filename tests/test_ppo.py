@@ -236,3 +236,21 @@ def test_cartpole_preset_learns_beyond_random_and_a_scripted_controller(tmp_path
         means[name] = float(np.mean(returns))
     assert means["random"] < 50 and means["scripted"] < 100, means  # what the task gives for free
     assert means["trained"] >= 450, means
+
+
+def test_checkpoint_stores_the_spaces_so_a_policy_loads_without_its_env(cartpole_run, monkeypatch):
+    import numpy as np
+    import rlkd.agents.ppo as ppo
+
+    import rlkd
+
+    path = sorted((cartpole_run / "checkpoints").glob("step_*.pt"))[-1]
+    spaces = torch.load(path, weights_only=True)["state"]["spaces"]
+    assert spaces["obs"]["kind"] == "box" and spaces["action"] == {"kind": "discrete", "n": 2}
+
+    def no_env(*args, **kwargs):
+        raise AssertionError("load_policy built an env")
+
+    monkeypatch.setattr(ppo, "make_vec", no_env)
+    policy = rlkd.load(cartpole_run)
+    assert policy.obs_shape == (4,) and policy.predict(np.zeros(4, np.float32), deterministic=True) in (0, 1)

@@ -169,3 +169,57 @@ def test_learn_makes_cleanrls_update(discrete: bool) -> None:
     assert 0 < logs["losses/clipfrac"] < 1
     for (name, ours), theirs in zip(algo.agent.named_parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_learn_with_the_intrinsic_head_makes_cleanrls_rnd_update() -> None:
+    """As above with RND: the intrinsic value head's unclipped 1/2 squared error joins the value
+    loss, the predictor's distillation loss is added (CleanRL's ppo_rnd_envpool.py), and the policy
+    and the predictor are clipped separately (rlkd's documented departure, ``step_optimizer``)."""
+    from rlkd.core.guard import UpdateGuard
+
+    torch.manual_seed(2)
+    T, N, clip, ent_coef, vf_coef, lr = 8, 4, 0.2, 0.01, 0.5, 1e-2
+    cfg = PPOConfig(num_envs=N, num_steps=T, num_minibatches=1, update_epochs=1, hidden_size=8,
+                    clip_coef=clip, ent_coef=ent_coef, vf_coef=vf_coef, learning_rate=lr, max_grad_norm=0.5,
+                    total_steps=T * N, intrinsic="rnd", seed=7)  # fmt: skip
+    algo = PPO(cfg, gym.spaces.Box(-5.0, 5.0, (4,), np.float32), gym.spaces.Discrete(3))
+    buf = algo.buffer
+    obs, next_obs, actions = torch.randn(T, N, 4), torch.randn(T, N, 4), torch.randint(3, (T, N))
+    algo.intrinsic.init_obs_stats(next_obs.reshape(-1, 4))
+    with torch.no_grad():
+        logp, _, v_ext, v_int = algo.agent.evaluate(obs.reshape(-1, 4), actions.reshape(-1))
+    buf.obs[:], buf.next_obs[:], buf.actions[:] = obs, next_obs, actions
+    buf.logprobs[:] = (logp + 0.5 * torch.randn(T * N)).reshape(T, N)
+    buf.v_ext[:], buf.v_int[:] = (v_ext + torch.randn(T * N)).reshape(T, N), v_int.reshape(T, N)
+    adv, ret_ext, ret_int = torch.randn(T, N), torch.randn(T, N), torch.randn(T, N)
+    agent, rnd = copy.deepcopy(algo.agent), copy.deepcopy(algo.intrinsic)
+    rng = torch.get_rng_state()  # the predictor's Bernoulli mask draws from it
+    logs = algo.learn(adv, ret_ext, ret_int, UpdateGuard())
+
+    rows = torch.randperm(T * N, generator=torch.Generator().manual_seed(7))  # learn's one minibatch
+    new_logp, entropy, new_ext, new_int = agent.evaluate(obs.reshape(-1, 4)[rows], actions.reshape(-1)[rows])
+    old_v = buf.v_ext.reshape(-1)[rows]
+    ratio = (new_logp - buf.logprobs.reshape(-1)[rows]).exp()
+    mb_adv = adv.reshape(-1)[rows]
+    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+    pg_loss = torch.max(-mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - clip, 1 + clip)).mean()
+    mb_ret = ret_ext.reshape(-1)[rows]
+    v_clipped = old_v + torch.clamp(new_ext - old_v, -clip, clip)
+    ext_v_loss = 0.5 * torch.max((new_ext - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean()
+    int_v_loss = 0.5 * ((new_int - ret_int.reshape(-1)[rows]) ** 2).mean()
+    torch.set_rng_state(rng)
+    forward_loss = rnd.loss(next_obs.reshape(-1, 4)[rows])["predictor"]
+    loss = pg_loss - ent_coef * entropy.mean() + (ext_v_loss + int_v_loss) * vf_coef + forward_loss
+    predictor = [p for p in rnd.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam([*agent.parameters(), *predictor], lr=lr, eps=1e-5)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
+    torch.nn.utils.clip_grad_norm_(predictor, 0.5)
+    optimizer.step()
+
+    assert logs["losses/value_loss"] == pytest.approx((ext_v_loss + int_v_loss).item(), rel=1e-5)
+    assert logs["intrinsic/predictor_loss"] == pytest.approx(forward_loss.item(), rel=1e-5)
+    for ours, theirs in zip(algo.agent.parameters(), agent.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    for ours, theirs in zip(algo.intrinsic.predictor.parameters(), rnd.predictor.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
