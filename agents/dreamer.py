@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rlkd.agents import Inspection
+from rlkd.envs.color_switch import ColourSwitch, check_color_switch
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
@@ -48,7 +49,6 @@ from rlkd.world_model.model import (
     Distillation,
     WorldModel,
     WorldModelConfig,
-    check_compatible,
     model_meta,
     obs_kind,
     reconstruction_grid,
@@ -56,6 +56,7 @@ from rlkd.world_model.model import (
 )
 from rlkd.world_model.replay import Replay
 from rlkd.world_model.rssm import RSSM, State
+from rlkd.world_model.transfer import load_pretrained, make_teacher, naive_init
 
 LOSS_SCALES = {"image": 1.0, "reward": 2.0, "kl": 1.0, "continue": 1.0, "distill": 1.0, "actor": 1.0,
                "critic": 1.0}  # fmt: skip
@@ -298,44 +299,6 @@ def build_optimizers(agent: Agent, cfg: DreamerConfig) -> dict[str, FusedAdam]:
     }
 
 
-def load_pretrained(cfg: DreamerConfig) -> dict[str, Tensor]:
-    """Load the world-model weights of a pretrain run and check they fit ``cfg``."""
-    run = Run.open(cfg.pretrained)
-    payload = run.load_checkpoint("latest")
-    if payload.get("agent") != "pretrain":
-        raise UserError(
-            f"--pretrained {cfg.pretrained} is a {payload.get('agent')!r} run; give an `rlkd pretrain` run"
-        )
-    meta = payload["state"].get("meta", {})
-    keys = ("image_size", "z_dim", "cnn_depth") if cfg.mode == "distill" else tuple(meta)
-    check_compatible(meta, cfg, cfg.pretrained, keys)
-    return payload["state"]["model"]
-
-
-def make_teacher(cfg: DreamerConfig, weights: dict[str, Tensor]) -> BetaVAEEncoder:
-    teacher = BetaVAEEncoder(cfg.z_dim, cfg.cnn_depth, cfg.image_size)
-    teacher.load_state_dict({k[len("encoder.") :]: v for k, v in weights.items() if k.startswith("encoder.")})
-    return teacher.to(cfg.device)
-
-
-def naive_init(agent: Agent, weights: dict[str, Tensor]) -> None:
-    """Copy the pretrained encoder, RSSM and decoder into the student (naive fine-tuning).
-
-    The action-free RSSM's input layer has no action columns: those keep the student's random
-    initialisation, as in the official code, whose pretraining pads actions with zeros so that
-    their columns never get a gradient and stay at their initial values.
-    """
-    own = agent.wm.state_dict()
-    for key, value in weights.items():
-        if key not in own:
-            continue
-        if key == "rssm.img_in.0.weight" and own[key].shape != value.shape:
-            own[key][:, : value.shape[1]] = value  # stoch columns first, then the actions'
-        else:
-            own[key] = value
-    agent.wm.load_state_dict(own)
-
-
 def clip_step(
     opt: FusedAdam, losses: dict[str, Tensor], params: list[Tensor], clip: float,
     guard: UpdateGuard | None, name: str,
@@ -389,29 +352,6 @@ def update(
 
 
 # ============================================================================ environments
-
-
-def check_color_switch(envs: Any) -> None:
-    """Fail before training, not at half of it, when the env has no colour set to switch."""
-    target = envs.unwrapped
-    subs = getattr(target, "envs", [])
-    if not hasattr(target, "set_color_set") and not (subs and hasattr(subs[0].unwrapped, "set_color_set")):
-        raise UserError(
-            "this environment has no colour distractor to switch (set_color_set); drop --color-switch"
-        )
-
-
-def set_color_set(envs: Any, name: str) -> None:
-    """Switch the distractor colour set of every sub-environment (AGV: native; DMC: per env)."""
-    target = envs.unwrapped
-    if hasattr(target, "set_color_set"):
-        target.set_color_set(name)
-    elif hasattr(target, "call"):
-        target.call("set_color_set", name)
-    else:
-        raise UserError(
-            "this environment has no colour distractor to switch (set_color_set); drop --color-switch"
-        )
 
 
 def env_kwargs_for(cfg: DreamerConfig) -> dict[str, Any]:
@@ -510,7 +450,7 @@ def build_agent(
             teacher = make_teacher(cfg, weights)
     agent = Agent(cfg, obs_shape, action_dim, beta_vae=cfg.mode != "none", teacher=teacher).to(cfg.device)
     if cfg.mode == "naive" and weights is not None:
-        naive_init(agent, weights)
+        naive_init(agent.wm, weights)
     return agent, teacher
 
 
@@ -554,33 +494,12 @@ def train(cfg: DreamerConfig, run: Run, checkpoint: dict | None) -> None:
     except BaseException:
         envs.close()
         raise
-    callbacks: list[Any] = [ColourSwitch(cfg)] if cfg.color_switch else []
+    callbacks: list[Any] = []
+    if cfg.color_switch:  # at half of training, as the official dreamer.py main loop
+        callbacks.append(ColourSwitch(cfg.color_switch_to, cfg.total_steps // 2))
     if cfg.capture_video:
         callbacks.append(VideoRecorder(to_dict(cfg), env_kwargs_for(cfg), algo, cfg.capture_video))
     loop.train(cfg, run, checkpoint, envs, algo, callbacks)
-
-
-class ColourSwitch:
-    """The colour-distractor switch at half of training (official ``dreamer.py`` main loop)."""
-
-    def __init__(self, cfg: DreamerConfig) -> None:
-        self.cfg, self.switched = cfg, False
-
-    def on_start(self, envs: Any) -> None:
-        if self.switched:  # a resumed run continues on the colours it had switched to
-            set_color_set(envs, self.cfg.color_switch_to)
-
-    def on_step(self, step: int, envs: Any, run: Run) -> None:
-        if not self.switched and step >= self.cfg.total_steps // 2:
-            set_color_set(envs, self.cfg.color_switch_to)
-            self.switched = True
-            run.log_scalars(step, {"charts/color_switch": 1.0})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"switched": self.switched}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.switched = bool(state.get("switched", False))
 
 
 class Dreamer:

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rlkd.cli import main
 from rlkd.core.run import Run
 from rlkd.errors import UserError
+from rlkd.world_model import transfer
 from rlkd.world_model.codecs import preprocess
 from rlkd.world_model.datasets import SequenceDataset, collect, write_episode
 
@@ -324,8 +325,8 @@ def test_mismatches_through_the_cli(teacher_run: Path, tmp_path: Path, capsys: p
 
 def test_teacher_not_in_optimizer_unless_it_drifts(teacher_run: Path, tmp_path: Path) -> None:
     cfg = dreamer_cfg(tmp_path / "r", agent="diswm", pretrained=str(teacher_run))
-    weights = dreamer.load_pretrained(cfg)
-    teacher = dreamer.make_teacher(cfg, weights)
+    weights = transfer.load_pretrained(cfg)
+    teacher = transfer.make_teacher(cfg, weights)
     agent = dreamer.Agent(cfg, (64, 64, 3), 2, beta_vae=True, teacher=teacher)
     ids = {id(p) for p in teacher.parameters()}
     assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
@@ -381,19 +382,19 @@ def test_teacher_drifts_only_with_the_official_flag(teacher_run: Path, tmp_path:
 def test_mismatched_teacher_is_a_user_error(teacher_run: Path, tmp_path: Path) -> None:
     cfg = dreamer_cfg(tmp_path / "r", agent="diswm", pretrained=str(teacher_run), z_dim=7)
     with pytest.raises(UserError, match="z_dim"):
-        dreamer.load_pretrained(cfg)
+        transfer.load_pretrained(cfg)
     naive = dreamer_cfg(tmp_path / "r", finetune="naive", pretrained=str(teacher_run), deter=40)
     with pytest.raises(UserError, match="deter"):
-        dreamer.load_pretrained(naive)
+        transfer.load_pretrained(naive)
 
 
 def test_naive_finetune_starts_from_pretrained_weights(teacher_run: Path, tmp_path: Path) -> None:
     cfg = dreamer_cfg(tmp_path / "r", finetune="naive", pretrained=str(teacher_run))
     assert dreamer.label(cfg) == "naive-ft"
-    weights = dreamer.load_pretrained(cfg)
+    weights = transfer.load_pretrained(cfg)
     agent = dreamer.Agent(cfg, (64, 64, 3), 2, beta_vae=True)
     action_columns = agent.wm.rssm.img_in[0].weight[:, cfg.stoch :].clone()
-    dreamer.naive_init(agent, weights)
+    transfer.naive_init(agent.wm, weights)
     assert agent.teacher is None
     # The action columns keep the student's random init (the official zero-padded pretraining never
     # trains them), not zeros.
