@@ -77,7 +77,7 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+def stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
     """Terminate the server process, killing it if it does not exit within ``timeout_s``."""
     if proc.poll() is None:
         proc.terminate()
