@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from rlkd.agents import Inspection
 from rlkd.agents.ppo_buffer import Batch, RolloutBuffer
-from rlkd.agents.ppo_networks import ActorCritic, NonFinitePolicy, ObsPreprocessor, to_env_action
+from rlkd.agents.ppo_networks import ActorCritic, NonFinitePolicy, ObsNormalizer, to_env_action
 from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor
@@ -261,7 +261,7 @@ class PPO:
         int_head = self.intrinsic is not None
         net = ActorCritic(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net)
         self.agent = net.to(device)
-        self.prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(device)
+        self.prep = ObsNormalizer(obs_space, cfg.norm_obs).to(device)
         # On the host whatever the device: rewards arrive as numpy arrays, one small batch per step.
         self.reward_scaler = DiscountedReturnScaler(cfg.num_envs, cfg.gamma, episodic=True)
         # The intrinsic target network is frozen: only parameters that require grad are optimized.
@@ -572,7 +572,7 @@ class Policy:
     """A trained PPO policy for evaluation and data collection (stateless: ``first`` is ignored)."""
 
     def __init__(
-        self, agent: ActorCritic, prep: ObsPreprocessor, obs_space: gym.Space, action_space: gym.Space,
+        self, agent: ActorCritic, prep: ObsNormalizer, obs_space: gym.Space, action_space: gym.Space,
         device: torch.device,
     ) -> None:  # fmt: skip
         self.agent, self.prep, self.device = agent, prep, device
@@ -611,7 +611,7 @@ def load_policy(run: Run, checkpoint: dict[str, Any], device: str = "cpu") -> Po
     dev = torch.device(device)
     int_head = cfg.intrinsic != "none"
     agent = ActorCritic(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net).to(dev)
-    prep = ObsPreprocessor(obs_space, cfg.norm_obs).to(dev)
+    prep = ObsNormalizer(obs_space, cfg.norm_obs).to(dev)
     try:
         agent.load_state_dict(state["agent"])
         prep.load_state_dict(state["prep"])

@@ -177,7 +177,7 @@ class NonFinitePolicy(ValueError):
     """The policy's action distribution has NaN/inf parameters."""
 
 
-class ObsPreprocessor(nn.Module):
+class ObsNormalizer(nn.Module):
     """Turns raw env observations into network input: images stay uint8, vectors become float32,
     optionally normalized by running statistics (updated only while training)."""
 

@@ -116,7 +116,8 @@ def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> 
         if run is not None and (update % cfg.log_interval == 0 or update == cfg.total_steps):
             ups = (update - u0) / max(time.time() - t0, 1e-9)
             logged = {
-                "world_model/image": losses["image"].detach(), "world_model/kl": losses["kl"].detach(),
+                # The losses under losses/, as Dreamer logs the same terms (losses/image, losses/kl).
+                "losses/image": losses["image"].detach(), "losses/kl": losses["kl"].detach(),
                 "world_model/vae_kl": metrics["vae_kl"], "world_model/kl_value": metrics["kl_value"],
                 "charts/updates_per_s": ups,
             }  # fmt: skip

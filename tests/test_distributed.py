@@ -294,7 +294,7 @@ def test_pretrain_runs_on_two_ranks_with_one_writer(videos, tmp_path):
     proc = _rlkd("pretrain", "--data", str(videos), *args)
     assert proc.returncode == 0, proc.stderr
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
-    steps = [s for s, _ in read_scalars(run_dir)["world_model/image"]]
+    steps = [s for s, _ in read_scalars(run_dir)["losses/image"]]
     assert steps == [5, 10, 15, 20]
     state = Run.open(run_dir).load_checkpoint()["state"]
     assert len(state["data_rng_ranks"]) == 2 and state["data_rng_ranks"][0] != state["data_rng_ranks"][1]

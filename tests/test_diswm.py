@@ -187,7 +187,7 @@ def test_pretrain_run_is_named_after_the_dataset_env(teacher_run: Path) -> None:
     run = Run.open(teacher_run)
     assert run.config["agent"] == "pretrain" and run.config["env_id"] == ENV_ID
     tags = scalars(teacher_run)
-    assert len(tags["world_model/image"]) >= 2 and "world_model/reconstruction" in tags
+    assert len(tags["losses/image"]) >= 2 and "world_model/reconstruction" in tags
 
 
 def test_pretraining_lowers_the_image_loss_on_fixed_data(teacher_run: Path, dataset: Path) -> None:
