@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rlkd.errors import UserError
+from rlkd.world_model.behaviour import Actor
 from rlkd.world_model.codecs import BetaVAEEncoder
 from rlkd.world_model.model import (
     Distillation,
@@ -37,14 +38,20 @@ def test_vae_kl_matches_torch_distributions() -> None:
     torch.testing.assert_close(vae_kl(mu, logvar), expected)
 
 
-def test_gauss_kl_matches_torch_distributions() -> None:
-    torch.manual_seed(1)
-    ma, mb = torch.randn(3, 4), torch.randn(3, 4)
-    sa, sb = torch.rand(3, 4) + 0.1, torch.rand(3, 4) + 0.1
-    expected = torch.distributions.kl_divergence(
-        torch.distributions.Normal(ma, sa), torch.distributions.Normal(mb, sb)
-    ).sum(-1)
-    torch.testing.assert_close(gauss_kl(ma, sa, mb, sb), expected)
+def test_gauss_kl_sums_the_closed_form_over_the_last_axis() -> None:
+    # KL(N(0, 1) || N(1, 2)) = log 2 + (1 + 1) / 8 - 1/2; KL(N(2, 3) || N(2, 3)) = 0.
+    ma, sa = torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 3.0]])
+    mb, sb = torch.tensor([[1.0, 2.0]]), torch.tensor([[2.0, 3.0]])
+    torch.testing.assert_close(gauss_kl(ma, sa, mb, sb), torch.tensor([math.log(2.0) - 0.25]))
+    assert gauss_kl(mb, sb, mb, sb).item() == 0.0
+
+
+def test_actor_entropy_is_the_untruncated_normals() -> None:
+    # H(N(m, s)) = 1/2 log(2 pi e s^2) per dimension, whatever the mean; summed over actions.
+    actor = Actor(3, 2, 8, min_std=0.1)
+    _, entropy, std = actor.sample(torch.randn(5, 3))
+    expected = (0.5 * math.log(2 * math.pi * math.e) + std.log()).sum(-1)
+    torch.testing.assert_close(entropy, expected)
 
 
 def test_distill_loss_equals_the_official_formula_on_fixed_tensors() -> None:

@@ -9,13 +9,12 @@ start included), ``N`` starts (B * T posterior states), ``F`` feature size, ``A`
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import Tensor, nn
 
 from rlkd.world_model.codecs import dense
-from rlkd.world_model.rssm import RSSM, State
+from rlkd.world_model.rssm import RSSM, State, normal
 
 
 class Actor(nn.Module):
@@ -46,11 +45,10 @@ class Actor(nn.Module):
         mean, std = self(feat)
         if deterministic:
             return mean, torch.zeros(mean.shape[:-1], device=mean.device), std
-        action = torch.addcmul(mean, std, torch.randn_like(std))
+        action = torch.addcmul(mean, std, torch.randn_like(std))  # rsample, as in RSSM._stats
         if self.clip:
             action = action + (action.clamp(-1.0 + 1e-6, 1.0 - 1e-6) - action).detach()
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + std.log()).sum(-1)
-        return action, entropy, std
+        return action, normal(mean, std).entropy().sum(-1), std
 
 
 def lambda_return(

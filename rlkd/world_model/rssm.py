@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
 
 State = dict[str, Tensor]
 """RSSM state: ``mean``, ``std``, ``stoch`` (..., S) and ``deter`` (..., D)."""
@@ -48,10 +49,15 @@ class GRUCell(nn.Module):
 
 
 def gauss_kl(mean_a: Tensor, std_a: Tensor, mean_b: Tensor, std_b: Tensor) -> Tensor:
-    """KL(N(a) || N(b)) of diagonal Gaussians, summed over the last axis."""
-    var_ratio = (std_a / std_b).square()
-    t1 = ((mean_a - mean_b) / std_b).square()
-    return 0.5 * (var_ratio + t1 - 1.0 - var_ratio.log()).sum(-1)
+    """KL(N(a) || N(b)) of diagonal Gaussians, summed over the last axis (dreamer-torch's
+    ``Independent(Normal, 1)`` KL)."""
+    return kl_divergence(normal(mean_a, std_a), normal(mean_b, std_b)).sum(-1)
+
+
+def normal(mean: Tensor, std: Tensor) -> Normal:
+    """A diagonal Gaussian without argument validation: every std here is a sigmoid plus a positive
+    minimum, and validation's checks run on every call of the update."""
+    return Normal(mean, std, validate_args=False)
 
 
 def rssm_kl_loss(post: State, prior: State, balance: float, free: float) -> tuple[Tensor, Tensor]:
@@ -122,6 +128,8 @@ class RSSM(nn.Module):
     def _stats(self, x: Tensor, sample: bool) -> tuple[Tensor, Tensor, Tensor]:
         mean, std = x.chunk(2, -1)
         std = 2.0 * torch.sigmoid(std / 2.0) + self.min_std  # dreamer-torch "sigmoid2"
+        # Normal.rsample's loc + eps * scale, fused (addcmul) as before the switch to torch.distributions,
+        # which keeps every logged number bit-identical to earlier runs (rsample rounds differently).
         stoch = torch.addcmul(mean, std, torch.randn_like(std)) if sample else mean
         return mean, std, stoch
 
