@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -27,3 +29,15 @@ def test_agent_presets_ship_with_the_package():
     patterns = config["package-data"]["rlkd.agents"]
     files = {p.relative_to(ROOT / "agents") for pattern in patterns for p in (ROOT / "agents").glob(pattern)}
     assert {Path("presets") / f"{name}.yaml" for name in ("ppo", "dreamer", "pretrain")} <= files
+
+
+def test_training_does_not_load_the_report_statistics():
+    """Agents import ``rlkd.analysis.video``; the package must not pull scipy.stats in with it."""
+    code = (
+        "import sys, agents.ppo, agents.dreamer, rlkd.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
+        "from rlkd.analysis import bootstrap_band, report\n"
+        "print(report.__module__, 'scipy.stats' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "rlkd.analysis.reporting True"]

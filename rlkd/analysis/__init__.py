@@ -32,11 +32,33 @@ Statistics, stated once so that table, plots and CSV agree:
   minus the pauses between a resumed run's sessions (a new event file starting marks a session).
 """
 
-from rlkd.analysis.events import Curve, RunData, event_files, load_run
-from rlkd.analysis.grouping import GroupRow, MetricSummary, Report, expand_paths
-from rlkd.analysis.numerics import Band, bootstrap_band, confidence_band, lower_is_better, resample
-from rlkd.analysis.output import format_table, human_duration, human_steps
-from rlkd.analysis.reporting import report
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlkd.analysis.events import Curve, RunData, event_files, load_run
+    from rlkd.analysis.grouping import GroupRow, MetricSummary, Report, expand_paths
+    from rlkd.analysis.numerics import Band, bootstrap_band, confidence_band, lower_is_better, resample
+    from rlkd.analysis.output import format_table, human_duration, human_steps
+    from rlkd.analysis.reporting import report
+
+# Loaded on first use (PEP 562): every training run imports ``rlkd.analysis.video``, and importing
+# the report's numerics (scipy.stats) with it would cost each run ~60 MiB and a second of start-up.
+_HOME = {
+    "Curve": "events", "RunData": "events", "event_files": "events", "load_run": "events",
+    "GroupRow": "grouping", "MetricSummary": "grouping", "Report": "grouping", "expand_paths": "grouping",
+    "Band": "numerics", "bootstrap_band": "numerics", "confidence_band": "numerics",
+    "lower_is_better": "numerics", "resample": "numerics",
+    "format_table": "output", "human_duration": "output", "human_steps": "output",
+    "report": "reporting",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'rlkd.analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rlkd.analysis.{_HOME[name]}"), name)
+
 
 __all__ = [
     "Band",
