@@ -34,7 +34,7 @@ def test_agent_presets_ship_with_the_package():
 def test_training_does_not_load_the_report_statistics():
     """Agents import ``rlkd.analysis.video``; the package must not pull scipy.stats in with it."""
     code = (
-        "import sys, agents.ppo, agents.dreamer, rlkd.cli\n"
+        "import sys, rlkd.agents.ppo, rlkd.agents.dreamer, rlkd.cli\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
         "from rlkd.analysis import bootstrap_band, report\n"
         "print(report.__module__, 'scipy.stats' in sys.modules)\n"
