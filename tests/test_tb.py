@@ -68,13 +68,19 @@ def test_missing_logdir_is_a_user_error(tmp_path: Path) -> None:
         launch_tensorboard(tmp_path / "nope")
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a job it starts with `&`
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_serve_stops_the_server_on_ctrl_c_kill_and_hangup(tmp_path: Path, sig: int) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_serve_stops_the_server_on_ctrl_c_kill_and_hangup(tmp_path: Path, sig: int, background: bool) -> None:
     _write_run(tmp_path)
     code = f"from rlkd.cli.tb import serve; serve({str(tmp_path)!r})"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_sigint if background else None,
+    )  # fmt: skip
     try:
         line = proc.stdout.readline()  # blocks until serve prints the URL (or exits)
         assert f"http://{HOST}:" in line, proc.stderr.read() if proc.poll() is not None else line

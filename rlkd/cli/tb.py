@@ -96,8 +96,11 @@ def serve(logdir: Path | str = "runs", port: int = 0) -> None:
     """
     proc, url = launch_tensorboard(Path(logdir), port)
     # The server runs in its own session, so a SIGTERM or SIGHUP (kill, a closed terminal) reaches only
-    # us: turn them into the Ctrl-C path so the server stops with us instead of outliving us.
-    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # us: turn them into the Ctrl-C path so the server stops with us instead of outliving us. SIGINT is
+    # set too: a process started in the background by a shell begins with SIGINT ignored, and Python
+    # then installs no Ctrl-C handler of its own (`kill -INT` would do nothing).
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in stop_signals}
     try:
         # Printed inside the try: a Ctrl-C right after the URL appears must still stop the server.
         print(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)", flush=True)
