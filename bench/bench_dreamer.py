@@ -3,7 +3,7 @@
 Usage::
 
     python bench/bench_dreamer.py pendulum [--seeds 1 2 3] [--steps 30000] [--ppo-steps 300000]
-    python bench/bench_dreamer.py reach    [--seeds 1 2 3] [--steps 12000]
+    python bench/bench_dreamer.py reach    [--seeds 1 2 3] [--steps 22000]
         [--out runs/dreamer_bench] [--parallel 2] [--episodes 50] [--env ID] [--train-args "..."]
 
 Trains ``rlkd train --agent dreamer --preset cpu`` (``cpu-pixels`` for reach; one torch thread,
@@ -46,7 +46,7 @@ import numpy as np
 TASKS = {
     "pendulum": {"env": "Pendulum-v1", "threshold": -300.0, "preset": "cpu", "steps": 30_000},
     "reach": {"env": "rlkd/PointReach-Pixels-v1", "threshold": None, "preset": "cpu-pixels",
-              "steps": 12_000},
+              "steps": 22_000},
 }
 PPO_ARGS = ["--agent", "ppo", "--preset", "mujoco", "--num-envs", "4", "--num-steps", "1024",
             "--gamma", "0.9", "--learning-rate", "1e-3", "--update-epochs", "10",
