@@ -154,7 +154,7 @@ def test_dreamer_runs_are_monitored_with_the_actor_std(tmp_path: Path) -> None:
             "--run-dir", str(run_dir), "--env-backend", "gymnasium", "--torch-threads", "1"]  # fmt: skip
     assert main(argv) == 0
     record = calibrate(run_dir, MonitorConfig(alpha=0.5, updates=20), episodes=2)
-    state = torch.load(run_dir / "monitor" / "monitor.pt", weights_only=False)
+    state = torch.load(run_dir / "monitor" / "monitor.pt", weights_only=True)
     assert state["ensemble"] is None and state["dims"]["state_uncertainty"]  # the actor's own std
     assert record["scores"]["uncertainty"]["threshold"] > 0  # std = 2 sigmoid(.) + min_std > 0
     assert all(math.isfinite(s["threshold"]) for s in record["scores"].values())

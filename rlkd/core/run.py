@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pickle
 import random
 import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,25 +147,40 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
+def load_data_file(path: Path, what: str, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, never code.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages (``"checkpoint"``, ``"monitor file"``).
+        fix: What to do about a damaged file, the end of its message.
+
+    Raises:
+        UserError: One line for a missing, damaged or foreign file, or one that asks for Python objects.
+    """
+    try:
+        with warnings.catch_warnings():
+            # torch warns before it reads a foreign pickle protocol; the error below says it all.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except Exception as exc:  # torch raises many types for truncated/corrupt/foreign pickles
+        # torch's restricted unpickler refuses a GLOBAL (a class or function to call) it does not
+        # know before calling anything; its other failures are bytes that are no pickle at all.
+        if "Weights only load failed" in str(exc) and "GLOBAL" in str(exc):
+            raise UserError(
+                f"{what} {path} refused: it holds Python objects, not only tensors and plain data, and "
+                "rlkd loads it with weights_only=True (a file rlkd reads is data, never code)"
+            ) from None
+        raise UserError(
+            f"{what} {path} is corrupt, truncated or not a {what} ({type(exc).__name__}); {fix}"
+        ) from None
+
+
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
     """Load and validate one checkpoint file; every failure is a one-line :class:`UserError`."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {path} does not exist") from None
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({exc})") from None
-        # A complete pickle that asks for arbitrary Python objects: refused, never executed.
-        raise UserError(
-            f"checkpoint {path} refused: it holds Python objects, not only tensors and plain data, and "
-            "rlkd loads checkpoints with weights_only=True (a checkpoint is data, never code)"
-        ) from None
-    except Exception as exc:  # torch raises many types for truncated/corrupt/foreign pickles
-        raise UserError(
-            f"checkpoint {path} is corrupt, truncated or not a checkpoint ({type(exc).__name__}); "
-            "delete it to fall back to the previous one"
-        ) from None
+    data = load_data_file(path, "checkpoint", "delete it to fall back to the previous one")
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not an rlkd checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
     return data

@@ -166,10 +166,11 @@ class Monitor:
 
     # ------------------------------------------------------------------------------------ saving
     def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only, so ``monitor.pt`` loads with ``weights_only=True``."""
         return {
             "config": dataclasses.asdict(self.cfg),
-            "dims": self.dims,
-            "thresholds": self.thresholds,
+            "dims": {k: bool(v) if k == "state_uncertainty" else int(v) for k, v in self.dims.items()},
+            "thresholds": {k: float(v) for k, v in self.thresholds.items()},
             "novelty": self.novelty.state_dict(),
             "obs_novelty": self.obs_novelty.state_dict(),
             "ensemble": None if self.ensemble is None else self.ensemble.state_dict(),
@@ -177,6 +178,7 @@ class Monitor:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Monitor:
+        """The monitor :meth:`state_dict` saved (KeyError, TypeError or RuntimeError if it is not one)."""
         mon = cls(MonitorConfig(**state["config"]), **state["dims"])
         mon.novelty.load_state_dict(state["novelty"])
         mon.obs_novelty.load_state_dict(state["obs_novelty"])

@@ -3,9 +3,9 @@
 Calibration rolls the policy out on the run's env (or ``--env``) from seed ``run seed + 20000``,
 keeps the successful episodes (all, for envs that report no success), fits the learned scores on the
 first ``fit_fraction`` of them and sets the thresholds on the rest. It writes ``<run>/monitor/``
-(``monitor.pt``: weights, thresholds and the checkpoint's SHA-256; ``calibration.json``;
-``config.yaml``) by renaming a finished temporary folder over it, so a failed or interrupted
-calibration leaves the previous one intact. Evaluation rolls out from seed ``run seed + 30000``
+(``monitor.pt``: weights, thresholds and the checkpoint's SHA-256, tensors and plain values only;
+``calibration.json``; ``config.yaml``) by renaming a finished temporary folder over it, so a failed
+or interrupted calibration leaves the previous one intact. Evaluation rolls out from seed ``run seed + 30000``
 (other episodes than calibration's) on any env with the run's spaces and reports each rule.
 """
 
@@ -184,19 +184,36 @@ def _write(run_path: Path, state: dict[str, Any], record: dict[str, Any], cfg: M
 def load_monitor(run: Any) -> tuple[Monitor, int]:
     """The calibrated monitor of ``run`` and the checkpoint step it was calibrated on.
 
+    ``monitor.pt`` is loaded as data only (``weights_only=True``): a file that asks for Python
+    objects is refused before anything in it runs.
+
     Raises:
-        UserError: No monitor folder, or one calibrated for another run or checkpoint.
+        UserError: No monitor folder, a damaged or foreign monitor file, or one calibrated for another
+            run or checkpoint.
     """
+    from rlkd.core.run import load_data_file
+
     path = run.path / MONITOR_DIR / "monitor.pt"
+    again = f"run `rlkd monitor calibrate {run.path}` again"
     if not path.exists():
         raise UserError(
             f"run {run.path} has no calibrated monitor; run `rlkd monitor calibrate {run.path}` first"
         )
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    step = int(state["checkpoint_step"])
-    if step not in run.checkpoint_steps() or checkpoint_sha(run, step) != state["checkpoint_sha256"]:
+    state = load_data_file(path, "monitor file", again)
+    try:
+        if not isinstance(state, dict):
+            raise TypeError(f"a {type(state).__name__}, not a dict")
+        step, sha = int(state["checkpoint_step"]), str(state["checkpoint_sha256"])
+        mon = Monitor.from_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # A file that unpickled as data but is not what calibrate writes (edited, or another tool's).
+        detail = (str(exc).strip().splitlines() or [""])[0][:120]  # one line, however long the reason
+        raise UserError(
+            f"{path} is not a monitor file rlkd can read ({type(exc).__name__}: {detail}); {again}"
+        ) from None
+    if step not in run.checkpoint_steps() or checkpoint_sha(run, step) != sha:
         raise UserError(
             f"{path.parent} was calibrated for another policy (checkpoint step {step} of another run, "
-            f"or one this run no longer has); run `rlkd monitor calibrate {run.path}` again"
+            f"or one this run no longer has); {again}"
         )
-    return Monitor.from_state(state), step
+    return mon, step
