@@ -35,10 +35,10 @@ from rlkd.envs.wrappers import final_observations
 from torch import Tensor, nn
 
 from rlkd import envs as rlkd_envs
-from rlkd.analysis.video import VideoRecorder
 from rlkd.core import loop
 from rlkd.core.config import check_ranges, read_presets, to_dict
 from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
+from rlkd.core.media import VideoRecorder
 from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.errors import UserError, describe_space
 from rlkd.nn.nets import numpy32

@@ -1,9 +1,10 @@
 """Proximal Policy Optimization with optional intrinsic rewards (RND, RDD), readable top to bottom.
 
-The loop follows CleanRL's ``ppo.py``/``ppo_atari_envpool.py``/``ppo_rnd_envpool.py`` and the
+The algorithm follows CleanRL's ``ppo.py``/``ppo_atari_envpool.py``/``ppo_rnd_envpool.py`` and the
 implementation details listed by Huang et al. (2022, "The 37 Implementation Details of PPO"):
 orthogonal init, LR annealing, GAE, minibatch advantage normalization, clipped policy and value
-losses, global gradient clipping. On top of that:
+losses, gradient-norm clipping (of the policy's and the intrinsic predictor's gradients separately,
+where CleanRL's RND clips them together: see ``PPO.step_optimizer``). On top of that:
 
 * **Truncation bootstrapping.** Envs autoreset in the same step (rlkd's vector contract); a
   truncated step adds ``gamma * V(final_obs)`` to its TD target instead of treating the time
@@ -41,10 +42,10 @@ from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
 from torch import Tensor
 
-from rlkd.analysis.video import VideoRecorder
 from rlkd.core import distributed, loop
 from rlkd.core.config import TrainConfig, check_ranges, read_presets, to_dict
 from rlkd.core.guard import DIVERGED, UpdateGuard, check_finite
+from rlkd.core.media import VideoRecorder
 from rlkd.core.run import Run, load_state, seed_everything
 from rlkd.core.spaces import space_from_data, space_to_data
 from rlkd.errors import UserError, describe_space
@@ -89,7 +90,7 @@ class PPOConfig(TrainConfig):
     vf_coef: float = 0.5
     """Value loss coefficient."""
     max_grad_norm: float = 0.5
-    """Global gradient-norm clip."""
+    """Gradient-norm clip (the policy's and the intrinsic predictor's gradients each to this norm)."""
     target_kl: float = 0.0
     """Stop the epoch loop early when the approximate KL exceeds this; 0 disables."""
     hidden_size: int = 64

@@ -32,7 +32,7 @@ def test_agent_presets_ship_with_the_package():
 
 
 def test_training_does_not_load_the_report_statistics():
-    """Agents import ``rlkd.analysis.video``; the package must not pull scipy.stats in with it."""
+    """Agents import ``rlkd.core.media`` (the video recorder); it must not pull scipy.stats in."""
     code = (
         "import sys, rlkd.agents.ppo, rlkd.agents.dreamer, rlkd.cli\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from rlkd.analysis.output import format_table, human_duration, human_steps
     from rlkd.analysis.reporting import report
 
-# Loaded on first use (PEP 562): every training run imports ``rlkd.analysis.video``, and importing
-# the report's numerics (scipy.stats) with it would cost each run ~60 MiB and a second of start-up.
+# Loaded on first use (PEP 562): ``rlkd eval`` imports ``rlkd.analysis.evaluate``, and importing
+# the report's numerics (scipy.stats) with it would cost it ~60 MiB and a second of start-up.
 _HOME = {
     "Curve": "events", "RunData": "events", "event_files": "events", "load_run": "events",
     "GroupRow": "grouping", "MetricSummary": "grouping", "Report": "grouping", "expand_paths": "grouping",
