@@ -129,7 +129,7 @@ def test_console_script_help_lists_field_docs():
         [sys.executable, "-m", "rlkd.cli", "train", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--num-envs" in out and "Number of parallel environments." in out
-    assert "--intrinsic" in out
+    assert "--intrinsic" in out and "--jobs N" in out
 
 
 def test_several_seeds_make_one_run_folder_each(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The ``rlkd`` command line: train | resume | eval | monitor | report | collect | pretrain | envs | tb.
+"""The ``rlkd`` command: train | resume | tune | eval | monitor | report | collect | pretrain | envs | tb.
 
 User errors (bad ids, options, files) print one line ``error: ...`` on stderr and exit with 2.
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlkd.cli.train_options import Parser, resolve_train
+from rlkd.cli.train_options import Parser, parse_train
 from rlkd.errors import UserError
 
 
@@ -19,71 +19,29 @@ from rlkd.errors import UserError
 def cmd_train(argv: Sequence[str]) -> None:
     from rlkd.api import run_training
 
-    seeds, jobs, argv = _seed_list(argv)
+    module, cfg, seeds, jobs = parse_train(argv)
     if seeds is not None:
-        _train_seeds(argv, seeds, jobs)
+        _train_seeds(argv, cfg, seeds, jobs)
         return
-    module, cfg = resolve_train(argv)
     cfg = module.finalize(cfg)  # values derived from inputs, e.g. a dataset's env id
     run_training(module, cfg)
 
 
-def _seed_list(argv: Sequence[str]) -> tuple[list[int] | None, int, list[str]]:
-    """``--seed 1,2,3`` / ``--seed 1-5`` (mixable: ``1-3,7``) and ``--jobs N``, taken off ``argv``.
-
-    Returns (the seeds, or None for one plain seed; jobs; the other arguments).
-    """
-    rest, seeds, jobs = [], None, 1
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        name, eq, value = arg.partition("=")
-        if name not in ("--seed", "--jobs"):
-            rest.append(arg)
-            continue
-        if not eq:
-            if not args:
-                raise UserError(f"{name} needs a value")
-            value = args.pop(0)
-        if name == "--jobs":
-            if not value.isdigit() or int(value) < 1:
-                raise UserError(f"--jobs must be a positive integer, got {value!r}")
-            jobs = int(value)
-        elif "," in value or "-" in value.lstrip("-"):
-            seeds = _parse_seeds(value)
-        else:
-            rest += [arg] if eq else [arg, value]
-    if jobs > 1 and seeds is None:
-        raise UserError("--jobs runs several seeds at a time; give them as --seed 1,2,3 or --seed 1-5")
-    return seeds, jobs, rest
-
-
-def _parse_seeds(text: str) -> list[int]:
-    seeds: list[int] = []
-    for part in text.split(","):
-        lo, dash, hi = part.strip().partition("-")
-        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
-            raise UserError(f"--seed takes seeds like 1,2,3 or a range like 1-5, got {text!r}")
-        seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"--seed {text!r} names a seed twice")
-    return seeds
-
-
-def _train_seeds(argv: list[str], seeds: list[int], jobs: int) -> None:
-    """One ``rlkd train`` per seed, each its own run folder, ``jobs`` at a time (child processes)."""
+def _train_seeds(argv: Sequence[str], cfg: Any, seeds: list[int], jobs: int) -> None:
+    """One ``rlkd train`` per seed, each its own run folder, ``jobs`` at a time (child processes);
+    ``cfg`` is the first seed's config, resolved (so bad options failed before any run)."""
     import subprocess
     import tempfile
     import time
 
-    _, cfg = resolve_train([*argv, "--seed", str(seeds[0])])  # bad options fail once, before any run starts
     if cfg.run_dir:  # from --run-dir, a --config file or a preset
         raise UserError("several seeds make several run folders: drop run_dir (use --runs-root)")
     pending, running, failed = list(seeds), [], []
     while pending or running:
         while pending and len(running) < jobs:
             seed = pending.pop(0)
-            cmd = [sys.executable, "-m", "rlkd.cli", "train", *argv, "--seed", str(seed)]
+            # The last --seed and --jobs win: the child is one run of this seed.
+            cmd = [sys.executable, "-m", "rlkd.cli", "train", *argv, "--seed", str(seed), "--jobs", "1"]
             # One run at a time shares the terminal; parallel runs write their output to a file each.
             log = None if jobs == 1 else tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in _finished
             running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=log), log))
@@ -288,12 +246,19 @@ def cmd_tb(args: argparse.Namespace) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     from rlkd.core.config import read_yaml_text
-    from rlkd.world_model.datasets import collect
+    from rlkd.world_model.datasets import collect, collect_from_run, read_manifest
 
+    if args.from_run:
+        if args.env_id or args.episodes is not None or args.format != "npz":
+            raise UserError("--from-run writes the run's own episodes: drop --env, --episodes and --format")
+        out = collect_from_run(Path(args.from_run), Path(args.out))
+        print(f"wrote {len(read_manifest(out)['episodes'])} episodes of {args.from_run}'s replay to {out}")
+        return
+    if not args.env_id or args.episodes is None:
+        raise UserError("collect needs --env ID and --episodes N (or --from-run RUN_DIR)")
     env_kwargs = read_yaml_text(args.env_kwargs, "--env-kwargs") if args.env_kwargs else {}
-    out = collect(
-        args.env_id, args.episodes, Path(args.out), policy=args.policy, seed=args.seed, **env_kwargs
-    )
+    out = collect(args.env_id, args.episodes, Path(args.out), policy=args.policy, seed=args.seed,
+                  fmt=args.format, **env_kwargs)  # fmt: skip
     print(f"wrote {args.episodes} episodes to {out}")
 
 
@@ -374,13 +339,18 @@ def _main_parser() -> Parser:
     )  # fmt: skip
     p.add_argument("--per-seed", action="store_true", help="also draw each run's curve")
     p.add_argument("--smooth", type=int, default=1, help="moving average over N logged points (plots only)")
-    p = sub.add_parser("collect", help="record episodes as a video dataset (npz)")
-    p.add_argument("--env", dest="env_id", required=True)
-    p.add_argument("--episodes", type=int, required=True)
+    p = sub.add_parser("collect", help="record episodes as a video dataset (npz or mp4)")
+    p.add_argument("--env", dest="env_id", default=None, help="pixel env to roll out")
+    p.add_argument("--episodes", type=int, default=None, help="episodes to write")
     p.add_argument("--out", required=True)
     p.add_argument("--policy", default="random", help="random or a RUN_DIR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-kwargs", default=None, metavar="YAML", help='e.g. "{color_set: test}"')
+    p.add_argument("--format", choices=["npz", "mp4"], default="npz",
+                   help="npz episodes + manifest, or one mp4 per episode (frames only)")  # fmt: skip
+    p.add_argument("--from-run", default=None, metavar="RUN_DIR",
+                   help="write the finished episodes a Dreamer/DisWM run keeps in its replay (the official "
+                   "teacher data, train_eps) instead of rolling out a policy")  # fmt: skip
     p = sub.add_parser("envs", help="list env ids or show one env's spaces")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     p.add_argument("env_id", nargs="?")
