@@ -92,6 +92,10 @@ class DreamerConfig(WorldModelConfig):
     """samples: the encoders' reparameterised z, as the official code; means: the posterior means."""
     distill_reduction: str = "batchmean"
     """batchmean: the official kl_div reduction on (B, T, Z), summed over time; mean: per-step mean."""
+    distill_window: int = 0
+    """Scale the batchmean distillation KL, a sum over the window's T steps, by distill_window / T, so
+    it weighs as much against the per-step world-model losses as the official sum over its windows
+    of 50 (50: the official strength at any batch_length; 0: no scaling)."""
     official_frozen_eta: bool = False
     """Reproduce the official eta, frozen at its value at the step the world model was built."""
     official_teacher_drift: bool = False
@@ -180,7 +184,7 @@ class DreamerConfig(WorldModelConfig):
             positive=("train_every", "train_steps", "imag_horizon", "eta_decay_steps", "slow_target_update",
                       "actor_lr", "critic_lr", "actor_min_std", "action_repeat"),
             non_negative=("eta_init", "eta_final", "distill_delay_steps", "prefill", "prefill_updates",
-                          "actor_entropy", "image_log_interval"),
+                          "actor_entropy", "image_log_interval", "distill_window"),
             unit=("discount", "lambda_"),
         )  # fmt: skip
         if self.imag_horizon < 2:
@@ -191,6 +195,9 @@ class DreamerConfig(WorldModelConfig):
             raise UserError(f"--distill-latents must be samples or means, got {self.distill_latents!r}")
         if self.distill_reduction not in ("batchmean", "mean"):
             raise UserError(f"--distill-reduction must be batchmean or mean, got {self.distill_reduction!r}")
+        if self.distill_window and self.distill_reduction != "batchmean":
+            raise UserError("--distill-window scales the batchmean sum over time: use it with "
+                            "--distill-reduction batchmean")
         unknown = set(self.loss_scales) - set(LOSS_SCALES)
         if unknown:
             raise UserError(f"--loss-scales has unknown keys {sorted(unknown)}")
@@ -332,7 +339,9 @@ def update(
     wm_losses, post, metrics = agent.wm.loss(batch, distill)
     weighted = {k: v * scales.get(k, 1.0) for k, v in wm_losses.items()}
     if "distill" in weighted:
-        weighted["distill"] = weighted["distill"] * eta
+        # distill_window: the summed KL of a T-step window scaled to the official window's length.
+        window = cfg.distill_window / batch["reward"].shape[1] if cfg.distill_window else 1.0
+        weighted["distill"] = weighted["distill"] * (eta * window)
     model_params = [p for g in opts["model"].param_groups for p in g["params"]]
     metrics["grad_norm_model"] = clip_step(
         opts["model"], weighted, model_params, cfg.grad_clip, guard, "world model"
@@ -522,7 +531,7 @@ class Dreamer:
         self.opts = build_optimizers(self.agent, cfg)
         self.replay = Replay(
             cfg.num_envs, cfg.replay_capacity, self.obs_shape, obs_space.dtype, self.action_dim, cfg.seed,
-            cfg.replay_finished_only,
+            cfg.replay_finished_only, cfg.official_sampler,
         )
         self.step = self.updates = self.train_credit = self.last_img = 0
         self.prefill_done, self.frozen_eta = False, 0.0

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import torch
 
 from rlkd.core import distributed
-from rlkd.core.config import read_presets
+from rlkd.core.config import check_ranges, read_presets
 from rlkd.core.guard import UpdateGuard
 from rlkd.core.run import Progress, Run, load_state, rng_state, seed_everything, set_rng_state
 from rlkd.errors import UserError
@@ -36,7 +36,11 @@ class PretrainConfig(WorldModelConfig):
     agent: str = "pretrain"
     """Always pretrain."""
     data: str = ""
-    """Dataset folder written by `rlkd collect` (required)."""
+    """Dataset folder written by `rlkd collect`, or a folder of video files (mp4, webm, avi, mkv, mov,
+    gif) read as action-free episodes (required)."""
+    video_episode_length: int = 500
+    """Video folders: frames per episode cut from each file (0: a whole file is one episode); a last
+    piece shorter than batch_length is dropped. 500: a DMC episode at action repeat 2."""
     total_steps: int = 20_000
     """Gradient updates to run (the official loop does 10 passes of range(0, 100000, 50): 20,000)."""
     checkpoint_interval: int = 10_000
@@ -51,7 +55,8 @@ class PretrainConfig(WorldModelConfig):
     def validate(self) -> None:
         super().validate()
         if not self.data:
-            raise UserError("--data is required: a dataset folder made by `rlkd collect`")
+            raise UserError("--data is required: a folder made by `rlkd collect` or a folder of videos")
+        check_ranges(self, non_negative=("video_episode_length",))
 
 
 PRESETS = read_presets(Path(__file__).with_name("presets") / "pretrain.yaml")
@@ -75,7 +80,9 @@ def _pretrain(cfg: PretrainConfig, run: Run | None, checkpoint: dict | None) -> 
     world = distributed.world()
     seed_everything(cfg.seed)
     data = SequenceDataset(cfg.data, cfg.batch_length, cfg.batch_size, cfg.seed + world.rank,
-                           image_size=cfg.image_size, shard=(world.rank, world.size))  # fmt: skip
+                           image_size=cfg.image_size, shard=(world.rank, world.size),
+                           video_episode_length=cfg.video_episode_length,
+                           official_sampler=cfg.official_sampler)  # fmt: skip
     device = distributed.device(cfg.device)
     obs_shape = (cfg.image_size, cfg.image_size, 3)
     model = WorldModel(cfg, action_dim=0, obs_shape=obs_shape, beta_vae=True).to(device)
@@ -162,7 +169,7 @@ def average(model: WorldModel, losses: dict[str, torch.Tensor]) -> dict[str, tor
 
 def finalize(cfg: PretrainConfig) -> PretrainConfig:
     """Name the run after the env the dataset was recorded on (from its manifest)."""
-    env_id = read_manifest(Path(cfg.data)).get("env_id") or cfg.env_id
+    env_id = read_manifest(Path(cfg.data)).get("env_id") or Path(cfg.data).name or cfg.env_id
     return dataclasses.replace(cfg, env_id=env_id)
 
 

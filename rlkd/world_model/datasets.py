@@ -13,6 +13,7 @@ This is the dreamer-torch episode layout the official DisWM code pretrains on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import numpy as np
 from rlkd.core.paths import make_dir
 from rlkd.envs.wrappers import final_observations
 from rlkd.errors import UserError, describe_space
+from rlkd.world_model.videos import VIDEO_SUFFIXES, video_episodes, video_files, write_video
 
 KEYS = ("image", "action", "reward", "is_first", "is_terminal")
 MANIFEST = "manifest.json"
@@ -101,21 +103,31 @@ def load_episode(path: Path, min_length: int = 1, image_size: int | None = None)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """Read ``manifest.json`` of a dataset folder (missing -> UserError with the fix)."""
+    """Read ``manifest.json`` of a dataset folder; a folder of video files without one gets a manifest
+    listing them (``format: videos``); anything else -> UserError with the fix."""
+    directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
-        raise UserError(f"{directory} is not a dataset folder (no {MANIFEST}); make one with `rlkd collect`")
+        videos = video_files(directory) if directory.is_dir() else []
+        if videos:
+            return {"format": "videos", "env_id": "", "color_set": "", "episodes": [p.name for p in videos]}
+        raise UserError(
+            f"{directory} is neither a dataset folder ({MANIFEST}, made by `rlkd collect`) nor a folder "
+            f"of video files ({', '.join(VIDEO_SUFFIXES)})"
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{path} is not valid JSON; re-collect the dataset") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("episodes"), list):
         raise UserError(f"{path} has no 'episodes' list; re-collect the dataset")
+    manifest.setdefault("format", "rlkd-episodes-v1")
     return manifest
 
 
 class SequenceDataset:
-    """Endless iterator of random fixed-length sequence batches from a dataset folder.
+    """Endless iterator of random fixed-length sequence batches from a dataset folder or a folder of
+    video files (:mod:`rlkd.world_model.videos`).
 
     Episodes are validated when the dataset is opened (so a bad file fails before training
     starts), then sampled uniformly over all valid start positions. Valid episodes shorter than
@@ -130,6 +142,10 @@ class SequenceDataset:
         shard: ``(rank, ranks)`` of a distributed job: this rank reads episodes ``rank, rank +
             ranks, ...`` of the manifest and samples only those (PyTorch's ``DistributedSampler``
             split, by episode file).
+        video_episode_length: A folder of videos: frames per episode cut from each file (0: one
+            episode per file).
+        official_sampler: Draw an episode uniformly, then a start inside it, as the official code
+            (``tools.sample_episodes``); False: uniformly over all starts.
 
     Yields:
         dict of numpy arrays: ``image`` uint8 (B, T, H, H, 3), ``action`` float32 (B, T, A),
@@ -145,49 +161,77 @@ class SequenceDataset:
         seed: int = 0,
         image_size: int | None = None,
         shard: tuple[int, int] = (0, 1),
+        video_episode_length: int = 0,
+        official_sampler: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
-        rank, ranks = shard
-        if len(self.manifest["episodes"]) < ranks:
-            raise UserError(
-                f"dataset {self.directory} has {len(self.manifest['episodes'])} episodes for {ranks} "
-                "processes; each needs at least one: collect more or use fewer processes"
-            )
         self.seq_len, self.batch_size = seq_len, batch_size
         self.rng = np.random.default_rng(seed)
-        self.episodes: list[dict[str, np.ndarray]] = []
         self.skipped = 0
         """Episodes shorter than ``seq_len`` (valid, but too short to sample a sequence from)."""
-        shortest: tuple[str, int] | None = None
-        for entry in self.manifest["episodes"][rank::ranks]:
-            name = entry["file"] if isinstance(entry, dict) else str(entry)
-            path = self.directory / name
-            if not path.is_file():
-                raise UserError(f"dataset {self.directory}: manifest lists {name} but the file is missing")
-            ep = load_episode(path, 1, image_size)
-            if len(ep["reward"]) < seq_len:
-                # Short episodes are normal (e.g. an AGV colliding after a few random steps): skip them,
-                # fail only if nothing is left.
-                self.skipped += 1
-                shortest = shortest or (name, len(ep["reward"]))
-                continue
-            self.episodes.append(ep)
-        if not self.episodes:
-            if shortest is not None:
-                raise UserError(
-                    f"dataset {self.directory}: every episode has fewer steps than the sequence length "
-                    f"{seq_len} (e.g. {shortest[0]}: {shortest[1]} steps); collect longer episodes or "
-                    "lower --batch-length"
-                )
-            raise UserError(f"dataset {self.directory} has no episodes")
+        if not (self.directory / MANIFEST).is_file():  # a folder of video files
+            self.episodes = self._read_videos(shard, image_size or 64, video_episode_length)
+        else:
+            self.episodes = self._read_npz(shard, image_size)
         dims = {ep["action"].shape[1] for ep in self.episodes}
         sizes = {ep["image"].shape[1] for ep in self.episodes}
         if len(dims) > 1 or len(sizes) > 1:
             raise UserError(f"dataset {self.directory} mixes action sizes {dims} or image sizes {sizes}")
         self.image_size = sizes.pop()
-        self.starts = np.array([len(ep["reward"]) - seq_len + 1 for ep in self.episodes])
-        self.probs = self.starts / self.starts.sum()
+        lengths = np.array([len(ep["reward"]) for ep in self.episodes])
+        self.starts = lengths - seq_len + 1
+        if official_sampler:
+            # tools.sample_episodes: an episode uniformly, skipped unless total - length >= 1.
+            keep = lengths > seq_len
+            if not keep.any():
+                raise UserError(f"dataset {self.directory}: the official sampler needs an episode longer "
+                                f"than the sequence length {seq_len}; lower --batch-length")
+            self.probs = keep / keep.sum()
+        else:
+            self.probs = self.starts / self.starts.sum()
+
+    def _shard(self, entries: list[Any], shard: tuple[int, int], what: str) -> list[Any]:
+        """This rank's share of ``entries`` (PyTorch's ``DistributedSampler`` split, by file)."""
+        rank, ranks = shard
+        if len(entries) < ranks:
+            raise UserError(
+                f"dataset {self.directory} has {len(entries)} {what} for {ranks} processes; each needs "
+                "at least one: add more or use fewer processes"
+            )
+        return entries[rank::ranks]
+
+    def _read_npz(self, shard: tuple[int, int], image_size: int | None) -> list[dict[str, np.ndarray]]:
+        """The manifest's episodes of this rank, validated; too short ones skipped (counted)."""
+        episodes, shortest = [], None
+        for entry in self._shard(self.manifest["episodes"], shard, "episodes"):
+            name = entry["file"] if isinstance(entry, dict) else str(entry)
+            path = self.directory / name
+            if not path.is_file():
+                raise UserError(f"dataset {self.directory}: manifest lists {name} but the file is missing")
+            ep = load_episode(path, 1, image_size)
+            if len(ep["reward"]) < self.seq_len:
+                # Short episodes are normal (e.g. an AGV colliding after a few random steps): skip them,
+                # fail only if nothing is left.
+                self.skipped += 1
+                shortest = shortest or (name, len(ep["reward"]))
+                continue
+            episodes.append(ep)
+        if not episodes:
+            if shortest is not None:
+                raise UserError(
+                    f"dataset {self.directory}: every episode has fewer steps than the sequence length "
+                    f"{self.seq_len} (e.g. {shortest[0]}: {shortest[1]} steps); collect longer episodes or "
+                    "lower --batch-length"
+                )
+            raise UserError(f"dataset {self.directory} has no episodes")
+        return episodes
+
+    def _read_videos(self, shard: tuple[int, int], size: int, length: int) -> list[dict[str, np.ndarray]]:
+        """This rank's video files, decoded and cut into episodes of ``length`` frames."""
+        files = self._shard(self.manifest["episodes"], shard, "video files")
+        cut = [video_episodes(self.directory / name, size, length, self.seq_len) for name in files]
+        return [ep for episodes in cut for ep in episodes]
 
     def sample(self) -> dict[str, np.ndarray]:
         """One batch (see class docstring)."""
@@ -271,7 +315,8 @@ def _load_policy(policy: str, device: str = "cpu") -> Any:
 
 
 def collect(
-    env_id: str, episodes: int, out: Path, policy: str = "random", seed: int = 0, **env_kwargs: Any
+    env_id: str, episodes: int, out: Path, policy: str = "random", seed: int = 0, fmt: str = "npz",
+    **env_kwargs: Any,
 ) -> Path:
     """Roll out ``episodes`` episodes and write them (plus ``manifest.json``) to ``out``.
 
@@ -281,6 +326,8 @@ def collect(
         out: Dataset folder (created; existing episode files are refused).
         policy: "random" or a run folder whose agent's ``load_policy`` acts.
         seed: Environment and random-policy seed.
+        fmt: ``npz`` (episodes with actions and rewards, plus the manifest) or ``mp4`` (one video
+            file per episode, frames only: what ``rlkd pretrain --data`` reads as a video folder).
         **env_kwargs: Passed to :func:`rlkd.envs.make_vec` (e.g. ``color_set="train"``).
 
     Returns:
@@ -290,9 +337,11 @@ def collect(
 
     if episodes <= 0:
         raise UserError(f"--episodes must be positive, got {episodes}")
+    if fmt not in ("npz", "mp4"):
+        raise UserError(f"--format must be npz or mp4, got {fmt!r}")
     out = make_dir(Path(out), "--out")
-    if (out / MANIFEST).exists():
-        raise UserError(f"{out} already holds a dataset ({MANIFEST}); choose an empty --out folder")
+    if (out / MANIFEST).exists() or any(out.glob("episode_*.mp4")):
+        raise UserError(f"{out} already holds a dataset; choose an empty --out folder")
     actor = _load_policy(policy)
     env = rlkd_envs.make_vec(env_id, 1, seed, **env_kwargs)
     obs_space = env.single_observation_space
@@ -320,8 +369,11 @@ def collect(
             for ep in recorder.step(
                 next_obs, np.asarray(act, np.float32).reshape(1, -1), rew, term, trunc, info
             ):
-                name = f"episode_{len(entries):06d}.npz"
-                write_episode(out / name, ep)
+                name = f"episode_{len(entries):06d}.{fmt}"
+                if fmt == "mp4":
+                    write_video(out / name, ep["image"])
+                else:
+                    write_episode(out / name, ep)
                 entries.append(
                     {"file": name, "length": len(ep["reward"]), "return": float(ep["reward"].sum())}
                 )
@@ -329,6 +381,8 @@ def collect(
             obs = next_obs
     finally:
         env.close()
+    if fmt == "mp4":  # a folder of videos: no manifest, as any videos a user brings
+        return out
     manifest = {
         "format": "rlkd-episodes-v1",
         "env_id": env_id,
@@ -340,5 +394,67 @@ def collect(
         "action_dim": action_dim,
         "episodes": entries,
     }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def replay_episodes(replay: dict[str, Any]) -> list[dict[str, np.ndarray]]:
+    """The finished episodes held in a saved :class:`~rlkd.world_model.replay.Replay` state.
+
+    Each env's ring is read oldest step first and cut where ``is_first`` is set. The episode still
+    running when the checkpoint was written, and one whose first steps the ring has overwritten,
+    are left out: the official ``train_eps`` holds finished episodes only.
+    """
+    data = {k: v.numpy() for k, v in replay["data"].items()}
+    episodes = []
+    for i, (ptr, filled) in enumerate(zip(replay["ptr"], replay["filled"], strict=True)):
+        cap = data["reward"].shape[1]
+        base = 0 if filled < cap else ptr
+        order = (base + np.arange(filled)) % cap  # ring order, oldest first
+        firsts = np.flatnonzero(data["is_first"][i, order])
+        for a, b in itertools.pairwise(firsts):  # the last first opens the running episode
+            rows = order[a:b]
+            ep = {k: data[k2][i, rows] for k, k2 in zip(KEYS, ("obs", *KEYS[1:]), strict=True)}
+            episodes.append(ep)
+    return episodes
+
+
+def collect_from_run(run_dir: Path, out: Path) -> Path:
+    """Write the episodes a Dreamer/DisWM run has kept in its replay (newest checkpoint) to ``out``.
+
+    This is the official teacher data (``train_eps``: every episode of a DreamerV2 run in the
+    source domain, from the random prefill to competent ones), when the run's replay holds all of
+    them (``replay_capacity`` >= the run's steps).
+    """
+    from rlkd.core.run import Run
+
+    run = Run.open(run_dir)
+    payload = run.load_checkpoint("latest")
+    replay = payload["state"].get("replay") if isinstance(payload.get("state"), dict) else None
+    if payload.get("agent") not in ("dreamer", "diswm") or replay is None:
+        raise UserError(
+            f"{run_dir} keeps no replay in its checkpoints: --from-run needs a run of `rlkd train "
+            "--agent dreamer|diswm` with checkpoint_replay on (the default)"
+        )
+    episodes = replay_episodes(replay)
+    if not episodes or episodes[0]["image"].dtype != np.uint8 or episodes[0]["image"].ndim != 4:
+        raise UserError(f"{run_dir}'s replay holds no finished pixel episode; train it longer or on pixels")
+    out = make_dir(Path(out), "--out")
+    if (out / MANIFEST).exists():
+        raise UserError(f"{out} already holds a dataset ({MANIFEST}); choose an empty --out folder")
+    entries = []
+    for n, ep in enumerate(episodes):
+        name = f"episode_{n:06d}.npz"
+        write_episode(out / name, validate_episode(name, ep, 1))
+        entries.append({"file": name, "length": len(ep["reward"]), "return": float(ep["reward"].sum())})
+    config = payload.get("config", {})
+    manifest = {
+        "format": "rlkd-episodes-v1", "env_id": config.get("env_id", ""),
+        "color_set": (config.get("env_kwargs") or {}).get("color_set", "default"),
+        "policy": f"replay of {run_dir} at step {payload.get('step')}", "seed": config.get("seed"),
+        "image_shape": list(episodes[0]["image"].shape[1:]),
+        "action_dim": int(episodes[0]["action"].shape[1]),
+        "episodes": entries,
+    }  # fmt: skip
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return out

@@ -82,6 +82,10 @@ class WorldModelConfig(TrainConfig):
     """Sequences per training batch (paper: 50)."""
     batch_length: int = 50
     """Length of each training sequence (paper: 50)."""
+    official_sampler: bool = False
+    """Draw each training window as the official code (``tools.sample_episodes``): a finished episode
+    uniformly, then a start inside it, so windows never cross episodes (rlkd: uniform over all
+    starts, weighting episodes by length; online, windows may cross episode ends)."""
 
     def validate(self) -> None:
         super().validate()

@@ -2,14 +2,18 @@
 
 Step t holds observation t, the action that led to it, the reward received on arriving, and the
 flags ``is_first``/``is_terminal`` (dreamer-torch layout). Windows may span episode boundaries;
-``is_first`` resets the RSSM there (DreamerV3-style; the official DisWM code samples within episodes).
-With ``finished_only`` a window never reaches into the episode still running, as the official
-code, which only replays episodes once saved (``tools.sample_episodes``).
+``is_first`` resets the RSSM there (DreamerV3-style). With ``finished_only`` a window never reaches
+into the episode still running, as the official code, which only replays episodes once saved.
+With ``episode_first`` the window is drawn as the official DisWM code draws it
+(``tools.py`` l. 240-255, ``sample_episodes``): an episode uniformly among the finished ones, then
+a start uniformly inside it, so windows never cross episodes and short episodes weigh as much as
+long ones.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,8 @@ class Replay:
         action_dim: Size of the (continuous) actions.
         seed: Seed of the window sampler.
         finished_only: Sample windows from finished episodes only.
+        episode_first: The official sampler: a finished episode first, then a window inside it
+            (implies ``finished_only``).
     """
 
     def __init__(
@@ -38,8 +44,10 @@ class Replay:
         action_dim: int,
         seed: int,
         finished_only: bool = False,
+        episode_first: bool = False,
     ) -> None:
-        self.n, self.cap, self.finished_only = num_envs, capacity // num_envs, finished_only
+        self.n, self.cap = num_envs, capacity // num_envs
+        self.finished_only, self.episode_first = finished_only or episode_first, episode_first
         self.data = {
             "obs": np.zeros((num_envs, self.cap, *obs_shape), obs_dtype),
             "action": np.zeros((num_envs, self.cap, action_dim), np.float32),
@@ -68,16 +76,52 @@ class Replay:
         self.filled[i] = min(self.filled[i] + 1, self.cap)
         self.added[i] += 1
 
+    def _usable(self) -> np.ndarray:
+        """Kept steps each env may sample from, counted from its oldest kept step, (N,)."""
+        if self.finished_only:  # the kept steps before the running episode's first one
+            return np.minimum(self.filled, self.episode_start - (self.added - self.filled))
+        return self.filled
+
     def _starts(self, length: int) -> np.ndarray:
         """Number of window starts each env offers, counted from its oldest kept step, (N,)."""
-        usable = self.filled
-        if self.finished_only:  # the kept steps before the running episode's first one
-            usable = np.minimum(self.filled, self.episode_start - (self.added - self.filled))
-        return np.maximum(usable - length + 1, 0)
+        return np.maximum(self._usable() - length + 1, 0)
+
+    def _episodes(self, length: int) -> list[tuple[int, int, int]]:
+        """Finished episodes (env, first kept position from the oldest step, steps) that offer a window.
+
+        The official rule (``tools.sample_episodes``): an episode of ``total`` steps offers starts
+        ``0 .. total - length`` and is skipped when ``total - length < 1``.
+        """
+        found = []
+        usable = self._usable()
+        for i in range(self.n):
+            base = 0 if self.filled[i] < self.cap else self.ptr[i]
+            first = self.data["is_first"][i, (base + np.arange(usable[i])) % self.cap]  # ring order
+            bounds = [*np.flatnonzero(first), int(usable[i])]
+            if bounds[0] != 0:  # an episode whose start the ring has overwritten: keep its rest
+                bounds.insert(0, 0)
+            found += [(i, a, b - a) for a, b in itertools.pairwise(bounds) if b - a > length]
+        return found
 
     def has_window(self, length: int) -> bool:
         """Whether some env holds at least ``length`` consecutive entries to sample from."""
+        if self.episode_first:
+            return bool(self._episodes(length))
         return bool(self._starts(length).any())
+
+    def _draw(self, batch: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Env (B,) and start offset from its oldest kept step (B,) of each window."""
+        if self.episode_first:
+            episodes = self._episodes(length)
+            if not episodes:
+                raise RuntimeError("replay has no finished episode longer than the window yet")
+            pick = np.asarray(episodes)[self.rng.integers(len(episodes), size=batch)]  # (B, 3)
+            return pick[:, 0], pick[:, 1] + self.rng.integers(0, pick[:, 2] - length + 1)
+        starts_per_env = self._starts(length)
+        if starts_per_env.sum() == 0:
+            raise RuntimeError("replay has no complete window yet")
+        env = self.rng.choice(self.n, size=batch, p=starts_per_env / starts_per_env.sum())
+        return env, self.rng.integers(0, starts_per_env[env])
 
     def sample(self, batch: int, length: int, mark_start: bool = True) -> dict[str, np.ndarray]:
         """(B, T) batch of numpy arrays.
@@ -86,11 +130,7 @@ class Replay:
         it as an episode (zero state, zero action); without it the first step keeps its stored flag
         and action, and only the state starts from zeros (the official code).
         """
-        starts_per_env = self._starts(length)
-        if starts_per_env.sum() == 0:
-            raise RuntimeError("replay has no complete window yet")
-        env = self.rng.choice(self.n, size=batch, p=starts_per_env / starts_per_env.sum())
-        k = self.rng.integers(0, starts_per_env[env])
+        env, k = self._draw(batch, length)
         base = np.where(self.filled[env] < self.cap, 0, self.ptr[env])
         idx = (base[:, None] + k[:, None] + np.arange(length)[None]) % self.cap  # (B, T)
         out = {key: arr[env[:, None], idx] for key, arr in self.data.items()}
