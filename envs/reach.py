@@ -98,7 +98,6 @@ class PointReachVectorEnv(VectorEnv):
         self.agent = np.zeros((self.num_envs, 2))
         self.target = np.zeros((self.num_envs, 2))
         self.t = np.zeros(self.num_envs, np.int64)
-        self._rng = np.random.default_rng()
         self._needs_reset = True
 
     # ---------------------------------------------------------------- state
@@ -107,14 +106,14 @@ class PointReachVectorEnv(VectorEnv):
         """New agent and target positions in [0.1, 0.9]^2 at least ``min_start_distance`` apart."""
         for i in idx:
             while True:
-                agent, target = self._rng.uniform(0.1, 0.9, (2, 2))
+                agent, target = self.np_random.uniform(0.1, 0.9, (2, 2))
                 if np.linalg.norm(agent - target) >= self.min_start_distance:
                     break
             self.agent[i], self.target[i] = agent, target
         self.t[idx] = 0
         if self.color_set != "none":
             lo, hi = self._color_box()
-            self.hsv[idx] = self._rng.uniform(lo, hi, (len(idx), 2, 3))
+            self.hsv[idx] = self.np_random.uniform(lo, hi, (len(idx), 2, 3))
 
     @staticmethod
     def _check_color_set(name: str) -> None:
@@ -134,7 +133,7 @@ class PointReachVectorEnv(VectorEnv):
         self.color_set = name
         if name != "none":
             lo, hi = self._color_box()
-            self.hsv[:] = self._rng.uniform(lo, hi, self.hsv.shape)
+            self.hsv[:] = self.np_random.uniform(lo, hi, self.hsv.shape)
 
     def distances(self) -> np.ndarray:
         """Agent-target distance of every env, (N,)."""
@@ -159,11 +158,15 @@ class PointReachVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every env; ``seed`` seeds the one generator that places agents and targets."""
+        """Reset every env; ``seed`` seeds the one generator that places agents and targets.
+
+        That generator is Gymnasium's ``np_random``, seeded by ``super().reset``: for an int seed it is
+        ``PCG64(SeedSequence(seed))``, the generator ``np.random.default_rng(seed)`` made before, so a
+        seed gives the same episodes as it always did (tests/test_env_checkers.py).
+        """
         if options:
             raise ValueError(f"point reach reset takes no options, got {sorted(options)}")
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        super().reset(seed=seed)
         self._reset_envs(np.arange(self.num_envs))
         self._needs_reset = False
         return self.observe(), {}
@@ -177,7 +180,8 @@ class PointReachVectorEnv(VectorEnv):
         self.t += 1
         if self.color_set != "none":
             lo, hi = self._color_box()
-            self.hsv = reflect(self.hsv + COLOR_STEP_STD * self._rng.standard_normal(self.hsv.shape), lo, hi)
+            walk = COLOR_STEP_STD * self.np_random.standard_normal(self.hsv.shape)
+            self.hsv = reflect(self.hsv + walk, lo, hi)
         dist = self.distances()
         reward = (-dist).astype(np.float32)
         success = dist < self.success_radius
@@ -248,7 +252,11 @@ class PointReachEnv(gym.Env):
         self.render_mode = self.vec.render_mode
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        obs, info = self.vec.reset(seed=seed, options=options)
+        """Reset the task; ``seed`` seeds ``np_random``, which the vector env's code draws from."""
+        super().reset(seed=seed)
+        # One generator, this env's: seeded as the vector env seeds its own (the same stream for a seed).
+        self.vec.np_random = self.np_random
+        obs, info = self.vec.reset(options=options)
         return obs[0], info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
