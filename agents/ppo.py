@@ -17,9 +17,12 @@ where CleanRL's RND clips them together: see ``PPO.step_optimizer``). On top of 
   running std of the discounted intrinsic return, and the predictor trains in the same
   minibatches and optimizer as the policy.
 
-Reading order: config and presets; ``train``; the ``PPO`` class (``act`` and ``observe`` fill the
-rollout buffer, ``advantages``, then ``learn`` and its ``loss``); the evaluation policy. The
-networks are in ``ppo_networks.py``, the rollout storage in ``ppo_buffer.py``.
+Reading order: config and presets; ``train``; the ``PPO`` class: ``iterate`` is CleanRL's loop
+body (a rollout of ``num_steps`` vector steps into the buffer, then ``update``: ``advantages``, and
+``learn``'s epochs over the minibatches the buffer serves, with ``loss``); the evaluation policy.
+The networks are in ``ppo_networks.py``, the rollout storage in ``ppo_buffer.py``; the shared loop
+(``rlkd/core/loop.py``) does what every agent needs once: resume, checkpoints, logging, and at each
+vector step the non-finite checks, episode statistics and env callbacks (``loop.Envs.step``).
 
 Shapes: ``T`` = ``num_steps``, ``N`` = ``num_envs``, ``B = T*N``.
 """
@@ -36,7 +39,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rlkd.agents import Inspection
-from rlkd.agents.ppo_buffer import Batch, RolloutBuffer
+from rlkd.agents.ppo_buffer import Minibatch, RolloutBuffer
 from rlkd.agents.ppo_networks import ActorCritic, NonFinitePolicy, ObsNormalizer, to_env_action
 from rlkd.envs import make_vec
 from rlkd.envs.wrappers import final_observations
@@ -289,9 +292,8 @@ class PPO:
             self.intrinsic is not None, self.world, device,
         )  # fmt: skip
         self.int_acc = torch.zeros(N, device=device)  # running intrinsic return of each env's episode
-        self.last_obs: np.ndarray | None = None
 
-    # ---------------------------------------------------------------- rollout
+    # ---------------------------------------------------------------- one iteration: rollout, then update
     def start(
         self, envs: Any, obs: np.ndarray, step: int, resumed: bool, note: Callable[[str], None]
     ) -> np.ndarray:
@@ -302,46 +304,45 @@ class PPO:
             obs = init_intrinsic_obs_stats(envs, self.intrinsic, steps, obs, self.device)
         return obs
 
-    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
-        cfg = self.cfg
-        if self.buffer.t == 0:  # a rollout starts: this iteration's schedules
-            frac = 1.0 - self.iteration / self.num_iterations
-            if cfg.anneal_lr:
-                self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
-            self.clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
-        with torch.inference_mode():  # lighter than no_grad; only copies of these tensors are kept
-            x = self.prep(obs, self.device, update=True)
-            action, logp, value_ext, value_int = act_checked(self.agent, x, step)
-        self.buffer.add(x, action, logp, value_ext, value_int)
-        return to_env_action(action, self.action_space)
+    def iterate(self, envs: loop.Envs, guard: UpdateGuard) -> dict[str, float]:
+        """One PPO iteration, CleanRL's loop body: ``num_steps`` vector steps, then the update."""
+        cfg, dev = self.cfg, self.device
+        frac = 1.0 - self.iteration / self.num_iterations  # this iteration's schedules
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * frac
+        self.clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
+        for _ in range(cfg.num_steps):
+            with torch.inference_mode():  # lighter than no_grad; only copies of these tensors are kept
+                x = self.prep(envs.obs, dev, update=True)
+                action, logp, value_ext, value_int = act_checked(self.agent, x, envs.steps)
+            tr = envs.step(to_env_action(action, self.action_space))
+            reward, ended, boot_ext = self.step_rewards(tr)
+            # The bonus is measured on the observation the stream continues from: at an episode
+            # end that is the next episode's first one, as in the RND reference code. Scoring the
+            # terminal observation instead pays the agent for crashing somewhere new.
+            next_obs = torch.as_tensor(tr.next_obs, device=dev) if self.intrinsic is not None else None
+            self.buffer.add(
+                x, action, logp, value_ext, value_int, reward, tr.terminated, ended, boot_ext, next_obs
+            )
+        return self.update(envs.obs, envs.steps, guard)
 
-    def observe(self, tr: loop.Transition, step: int) -> None:
-        buf, dev = self.buffer, self.device
-        t = buf.t
+    def step_rewards(self, tr: loop.Transition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reward, ended, bootstrap value) of one vector step, each (N,): the reward scaled when
+        ``norm_reward``; where a time limit cut an episode, the value of the observation it cut off."""
         done = np.logical_or(tr.terminated, tr.truncated)
         reward = np.asarray(tr.reward, dtype=np.float32)
         if self.cfg.norm_reward:
             self.reward_scaler.update(reward[None], done[None])
             reward = np.clip(self.reward_scaler.scale(reward), -10.0, 10.0)
-        rewards, terminated, ended, boot_ext = buf.step_scalars
-        rewards[t], terminated[t], ended[t], boot_ext[t] = reward, tr.terminated, done, 0.0
-        if buf.next_obs is not None:
-            # The bonus is measured on the observation the stream continues from: at an episode
-            # end that is the next episode's first one, as in the RND reference code. Scoring the
-            # terminal observation instead pays the agent for crashing somewhere new.
-            buf.next_obs[t] = torch.as_tensor(tr.next_obs, device=dev)
+        boot_ext = np.zeros(len(done), np.float32)
         cut = np.logical_and(tr.truncated, ~tr.terminated)
         if cut.any():
             real_next = final_observations(tr.info, tr.next_obs)
-            # Bootstrap the time limit with the value of the observation it cut off.
+            # Bootstrap the time limit with the value of the observation it cut off (Pardo et al. 2018).
             with torch.no_grad():
-                boot = self.agent.values(self.prep(real_next[cut], dev, update=False))[0]
-            boot_ext[t, cut] = boot.cpu().numpy()
-        buf.t += 1
-        self.last_obs = tr.next_obs
-
-    def at_boundary(self) -> bool:
-        return self.buffer.t == 0
+                boot = self.agent.values(self.prep(real_next[cut], self.device, update=False))[0]
+            boot_ext[cut] = boot.cpu().numpy()
+        return reward, done, boot_ext
 
     def status(self) -> dict[str, float]:
         return {"charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
@@ -354,10 +355,11 @@ class PPO:
 
     # ---------------------------------------------------------------- returns and advantages
     @torch.no_grad()
-    def advantages(self, step: int) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
-        """(advantages, extrinsic returns, intrinsic returns, intrinsic logs), each (T, N)."""
+    def advantages(self, last_obs: np.ndarray, step: int) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+        """(advantages, extrinsic returns, intrinsic returns, intrinsic logs), each (T, N), of the
+        buffer's rollout, which ``last_obs`` (N, *obs_shape) continues."""
         cfg, buf = self.cfg, self.buffer
-        last_ext, last_int = self.agent.values(self.prep(self.last_obs, self.device, update=False))
+        last_ext, last_int = self.agent.values(self.prep(last_obs, self.device, update=False))
         rewards, terminated, ended, boot_ext = torch.from_numpy(buf.step_scalars).to(self.device).unbind(0)
         next_ext = torch.cat([buf.v_ext[1:], last_ext[None]])
         next_ext = torch.where(ended.bool(), boot_ext, next_ext)
@@ -386,12 +388,10 @@ class PPO:
         return cfg.ext_coef * adv_ext + cfg.int_coef * stream.advantages, ret_ext, stream.returns, logs
 
     # ---------------------------------------------------------------- update
-    def update(self, step: int, guard: UpdateGuard) -> dict[str, float]:
-        """After a full rollout: advantages, then ``update_epochs`` passes of clipped PPO."""
-        if not self.buffer.full:
-            return {}
-        self.buffer.t = 0
-        advantages, ret_ext, ret_int, int_logs = self.advantages(step)
+    def update(self, last_obs: np.ndarray, step: int, guard: UpdateGuard) -> dict[str, float]:
+        """After a full rollout (which ``last_obs`` continues): advantages, then ``update_epochs``
+        passes of clipped PPO."""
+        advantages, ret_ext, ret_int, int_logs = self.advantages(last_obs, step)
         logs = self.learn(advantages, ret_ext, ret_int, guard)
         if self.intrinsic is not None:  # diagnostics of this update's last predictor minibatch
             int_logs.update({f"intrinsic/{k}": v for k, v in self.intrinsic.metrics().items()})
@@ -406,76 +406,68 @@ class PPO:
     def learn(
         self, advantages: Tensor, ret_ext: Tensor, ret_int: Tensor, guard: UpdateGuard
     ) -> dict[str, float]:
-        """The PPO epochs over minibatches of the flattened rollout of the whole job.
+        """The PPO epochs over minibatches of the rollout (advantages and returns ``(T, N)``).
 
-        Every rank draws the same permutation of the job's ``T*N*W`` samples (``W`` ranks) and
-        takes its own rows of each minibatch (:meth:`RolloutBuffer.rows`); the loss holds sums over
-        those rows divided by the minibatch size, and ``distributed.job_sums`` adds the gradients
-        and terms of every rank. So the update is the one a single process with all ``N*W`` envs would make
-        (tested to 1e-6). The RND reference code minibatches each rank's own envs instead
-        (``ppo_agent.py``, ``mbenvinds``) and averages the gradients (``mpi_util.py``,
-        ``MpiAdamOptimizer``): the same update in expectation, not the same numbers as one process.
+        In a distributed job the buffer serves each rank its rows of the job's minibatches
+        (:meth:`Batch.minibatches`); the loss holds sums over those rows divided by the job's
+        minibatch size, and ``distributed.job_sums`` adds the gradients and terms of every rank. So
+        the update is the one a single process with all the job's envs would make (tested to 1e-6).
+        The RND reference code minibatches each rank's own envs instead (``ppo_agent.py``,
+        ``mbenvinds``) and averages the gradients (``mpi_util.py``, ``MpiAdamOptimizer``): the same
+        update in expectation, not the same numbers as one process.
         """
-        cfg, buf = self.cfg, self.buffer
-        batch = buf.flatten(advantages, ret_ext, ret_int)
-        minibatch_size = buf.job_size // cfg.num_minibatches
+        cfg = self.cfg
+        batch = self.buffer.flatten(advantages, ret_ext, ret_int)
         clipfracs: list[float] = []
         stats: dict[str, float] = {}
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(buf.job_size, generator=self.batch_rng).to(self.device)
-            for start in range(0, buf.job_size, minibatch_size):
-                rows = buf.rows(perm[start : start + minibatch_size])
-                loss, terms, (ratio, logratio) = self.loss(batch, rows, minibatch_size)
+            for mb in batch.minibatches(cfg.num_minibatches, self.batch_rng):
+                loss, terms, (ratio, logratio) = self.loss(mb)
                 self.optimizer.zero_grad()
                 loss.backward()
                 terms = distributed.job_sums(self.agent_params + self.predictor_params, terms)
-                clipfracs.append(float(terms.pop("clipped")) / minibatch_size)
+                clipfracs.append(float(terms.pop("clipped")) / mb.size)
                 if "predictor" in terms:
                     stats["intrinsic/predictor_loss"] = float(terms["predictor"])
                 self.step_optimizer(terms, guard)
             with torch.no_grad():  # of the epoch's last minibatch: what target_kl and the log read
-                approx_kl = (((ratio - 1) - logratio).sum() / minibatch_size).reshape(1)
+                approx_kl = (((ratio - 1) - logratio).sum() / mb.size).reshape(1)
                 distributed.all_reduce_([approx_kl])
             if cfg.target_kl and approx_kl > cfg.target_kl:
                 break
         return {
-            "losses/policy_loss": float(terms["policy"]) / minibatch_size,
-            "losses/value_loss": 0.5 * float(terms["value"]) / minibatch_size,
-            "losses/entropy": float(terms["entropy"]) / minibatch_size,
+            "losses/policy_loss": float(terms["policy"]) / mb.size,
+            "losses/value_loss": 0.5 * float(terms["value"]) / mb.size,
+            "losses/entropy": float(terms["entropy"]) / mb.size,
             "losses/approx_kl": float(approx_kl[0]),
             "losses/clipfrac": float(np.mean(clipfracs)),
             **stats,
         }
 
-    def loss(
-        self, batch: Batch, rows: Tensor, minibatch_size: int
-    ) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
-        """CleanRL's PPO loss on this rank's ``rows`` of a minibatch: (loss, its terms as sums over the
-        rows, (ratio, log-ratio)). Means are sums divided by the job's ``minibatch_size`` (on small
-        networks the update costs per autograd op, not per number)."""
+    def loss(self, mb: Minibatch) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
+        """CleanRL's PPO loss on this rank's rows of a minibatch: (loss, its terms as sums over the
+        rows, (ratio, log-ratio)). Means are sums divided by the job's minibatch size ``mb.size`` (on
+        small networks the update costs per autograd op, not per number)."""
         cfg = self.cfg
-        mb_obs, mb_actions, columns = batch.minibatch(rows)
-        old_logp, mb_adv, mb_ret_ext, mb_v_ext, mb_ret_int, mb_v_int = columns
-        newlogp, entropy, new_ext, new_int = self.agent.evaluate(mb_obs, mb_actions)
-        logratio = newlogp - old_logp
+        newlogp, entropy, new_ext, new_int = self.agent.evaluate(mb.obs, mb.actions)
+        logratio = newlogp - mb.logprobs
         ratio = logratio.exp()
-        if cfg.norm_adv:
-            mb_adv = normalize(mb_adv, minibatch_size)
+        mb_adv = normalize(mb.advantages, mb.size) if cfg.norm_adv else mb.advantages
         neg_adv = -mb_adv
         clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
         pg_sum = larger(neg_adv * ratio, neg_adv * clipped).sum()
-        v_err = value_sq_error(new_ext, mb_ret_ext, mb_v_ext, self.clip if cfg.clip_vloss else None)
+        v_err = value_sq_error(new_ext, mb.ret_ext, mb.v_ext, self.clip if cfg.clip_vloss else None)
         if self.intrinsic is not None:  # never clipped, as CleanRL's and the RND code's
-            v_err = v_err + value_sq_error(new_int, mb_ret_int, mb_v_int, None)
+            v_err = v_err + value_sq_error(new_int, mb.ret_int, mb.v_int, None)
         v_sum, entropy_sum = v_err.sum(), entropy.sum()
         # Without an entropy bonus its term stays out of the graph; the 1/2 of the squared value
         # error is in its coefficient (exact: a power of two).
         total = pg_sum - self.ent_coef * entropy_sum if cfg.ent_coef else pg_sum
-        loss = (total + self.half_vf_coef * v_sum) / torch.tensor(float(minibatch_size))
+        loss = (total + self.half_vf_coef * v_sum) / torch.tensor(float(mb.size))
         terms = {"policy": pg_sum, "value": v_sum, "entropy": entropy_sum}
         if self.intrinsic is not None:
-            assert batch.next_obs is not None
-            terms["predictor"] = self.intrinsic.loss(batch.next_obs.index_select(0, rows))["predictor"]
+            assert mb.next_obs is not None
+            terms["predictor"] = self.intrinsic.loss(mb.next_obs)["predictor"]
             loss = loss + terms["predictor"]
         with torch.no_grad():  # ratios outside [1 - clip, 1 + clip]: those the clamp moved
             terms["clipped"] = torch.count_nonzero(clipped != ratio)

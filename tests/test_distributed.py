@@ -123,18 +123,26 @@ def test_two_ranks_update_equals_one_process_with_all_envs(tmp_path):
 
 def test_local_rows_take_each_ranks_envs():
     """Job row t*N*W + e lives at row t*N + e % N of rank e // N (hand example: N=2, W=2)."""
-    from rlkd.agents.ppo_buffer import RolloutBuffer
+    from rlkd.agents.ppo_buffer import Batch, RolloutBuffer
 
-    def buffer(rank: int) -> RolloutBuffer:
+    def batch(rank: int) -> Batch:
         world = distributed.World(rank, 2)
-        return RolloutBuffer(2, 2, (3,), False, (), True, False, world, torch.device("cpu"))
+        buf = RolloutBuffer(2, 2, (3,), False, (), True, False, world, torch.device("cpu"))
+        buf.obs[:] = torch.arange(4.0).reshape(2, 2, 1)  # each sample's row of this rank's batch
+        zeros = torch.zeros(2, 2)
+        return buf.flatten(zeros, zeros, zeros)
 
     rows = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])  # t = 0: envs 0..3; t = 1: envs 0..3
     for rank, want in ((0, [0, 1, 2, 3]), (1, [0, 1, 2, 3])):
-        assert buffer(rank).rows(rows).tolist() == want
-    assert buffer(1).rows(torch.tensor([7, 2, 4])).tolist() == [3, 0]  # (1, env 3), (0, env 2)
-    assert buffer(0).rows(torch.tensor([7, 2, 4])).tolist() == [2]  # (1, env 0)
-    assert buffer(0).job_size == 8
+        assert batch(rank).rows(rows).tolist() == want
+    assert batch(1).rows(torch.tensor([7, 2, 4])).tolist() == [3, 0]  # (1, env 3), (0, env 2)
+    assert batch(0).rows(torch.tensor([7, 2, 4])).tolist() == [2]  # (1, env 0)
+    assert batch(0).job_size == 8
+    # An epoch serves every rank each of its samples once, in minibatches of the job's size.
+    for rank in (0, 1):
+        served = list(batch(rank).minibatches(2, torch.Generator().manual_seed(3)))
+        assert [mb.size for mb in served] == [4, 4]
+        assert sorted(int(v) for mb in served for v in mb.obs[:, 0]) == [0, 1, 2, 3]
 
 
 # ---------------------------------------------------------------------------------------- statistics

@@ -35,14 +35,14 @@ def rollout() -> tuple[PPO, dict[str, torch.Tensor]]:
     terminated[:] = col(0.0, 0.0, 1.0, 0.0)
     boot_ext[:] = col(0.0, 10.0, 0.0, 0.0)  # V(final obs) of the truncated step
     algo.buffer.next_obs[:] = torch.randn(4, 1, 3)
-    algo.last_obs = np.random.default_rng(0).normal(size=(1, 3)).astype(np.float32)
-    last_ext, last_int = algo.agent.values(torch.as_tensor(algo.last_obs))
-    return algo, {"last_ext": last_ext.detach()[0], "last_int": last_int.detach()[0]}
+    last_obs = np.random.default_rng(0).normal(size=(1, 3)).astype(np.float32)
+    last_ext, last_int = algo.agent.values(torch.as_tensor(last_obs))
+    return algo, {"last_ext": last_ext.detach()[0], "last_int": last_int.detach()[0], "obs": last_obs}
 
 
 def test_extrinsic_return_bootstraps_truncation_and_stops_at_termination(rollout) -> None:
     algo, last = rollout
-    _, ret_ext, _, _ = algo.advantages(step=4)
+    _, ret_ext, _, _ = algo.advantages(last["obs"], step=4)
     ret1 = 2.0 + GAMMA * 10.0  # truncated: bootstrapped with V(final obs), not the next episode's value
     expected = [1.0 + GAMMA * ret1, ret1, 3.0, 4.0 + GAMMA * float(last["last_ext"])]  # step 2 terminal
     assert ret_ext[:, 0].tolist() == pytest.approx(expected, rel=1e-6)
@@ -54,7 +54,7 @@ def test_intrinsic_return_ignores_episode_ends_and_advantages_mix(rollout) -> No
     twin = copy.deepcopy(algo.intrinsic)
     stream = twin.rollout(algo.buffer.next_obs, algo.buffer.v_int, last["last_int"][None], 1.0)
     r_int = stream.rewards[:, 0].tolist()
-    adv, ret_ext, ret_int, logs = algo.advantages(step=4)
+    adv, ret_ext, ret_int, logs = algo.advantages(last["obs"], step=4)
     expected, g = [], float(last["last_int"])
     for r in reversed(r_int):  # no cut at steps 1 and 2
         g = r + GAMMA * g

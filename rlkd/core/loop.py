@@ -1,13 +1,14 @@
 """The one online training loop: everything an agent needs that is not its algorithm.
 
 An agent (PPO in ``agents/ppo.py``, Dreamer/DisWM in ``agents/dreamer.py``) is an
-:class:`Algorithm`: it picks actions, is shown every vector step, learns when it decides an
-update is due, and saves and loads its own state. :func:`train` owns the rest, once: resetting and
-stepping the environments, the non-finite checks on env data and optimizer steps, episode
-statistics, env callbacks (DisWM's colour switch), log and checkpoint cadence, the progress
-display, resume (RNG states, the non-finite guard's count) and closing everything. The anchor is
-Stable-Baselines3's template method: ``collect_rollouts`` exists once and ``PPO.train`` is only
-the update.
+:class:`Algorithm`. It learns in iterations, each of which steps the envs through :class:`Envs`:
+PPO's iteration is CleanRL's loop body, written out in ``agents/ppo.py`` (a rollout of ``num_steps``
+vector steps, then the update); Dreamer's is one vector step (``act``, ``observe``, ``update`` when
+one is due; :func:`one_step`). :func:`train` owns the rest, once: resetting the environments and,
+at every vector step, the step count, the non-finite checks on env data, episode statistics and env
+callbacks (DisWM's colour switch, training videos); the guard of optimizer steps, log and
+checkpoint cadence, the progress display, resume (RNG states, the non-finite guard's count) and
+closing everything.
 
 Shapes: every array of a :class:`Transition` has the number of environments ``N`` first.
 """
@@ -15,6 +16,7 @@ Shapes: every array of a :class:`Transition` has the number of environments ``N`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -46,8 +48,52 @@ class Transition:
     next_obs: np.ndarray  # (N, *obs_shape)
 
 
+class Envs:
+    """The vector env as an agent steps it: :meth:`step` is ``envs.step`` plus what the loop does at
+    every vector step (counting env steps, non-finite checks, episode statistics, env callbacks).
+
+    Attributes:
+        obs: ``(N, *obs_shape)`` the current observation.
+        steps: Env steps of the whole job so far (every rank's envs).
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, envs: Any, obs: np.ndarray, steps: int, callbacks: Sequence[Callback],
+        run: Run | None, guard: UpdateGuard,
+    ) -> None:  # fmt: skip
+        self.cfg, self.envs, self.obs, self.steps = cfg, envs, obs, steps
+        self.callbacks, self.run, self.guard = callbacks, run, guard
+        self.episodes = EpisodeStats()
+        self.job_envs = envs.num_envs * distributed.world().size
+
+    def step(self, action: np.ndarray, observe: Callable[[Transition], None] | None = None) -> Transition:
+        """One vector step with env actions ``(N, ...)``; ``observe`` (if given) sees the transition
+        before the env callbacks run."""
+        next_obs, reward, term, trunc, info = self.envs.step(action)
+        self.steps += self.job_envs
+        where = f"env {self.cfg.env_id}"
+        check_finite(where, self.steps, observation=next_obs, reward=reward)
+        if "_final_obs" in info:  # the last observation of ended episodes (bootstraps, replay)
+            check_finite(where, self.steps, final_observation=final_observations(info, next_obs))
+        self.episodes.record(info)
+        transition = Transition(self.obs, action, reward, term, trunc, info, next_obs)
+        if observe is not None:
+            observe(transition)
+        self.obs = next_obs
+        for cb in self.callbacks:
+            cb.on_step(self.steps, self.envs, self.run)
+        self.guard.step = self.steps  # where a non-finite update would be reported
+        return transition
+
+
 class Algorithm(Protocol):
-    """What an agent gives the loop."""
+    """What an agent gives the loop: an ``iterate`` (PPO), or ``act``, ``observe``, ``update`` and
+    ``at_boundary`` (Dreamer, one vector step per iteration: :func:`one_step`); and the rest below."""
+
+    def iterate(self, envs: Envs, guard: UpdateGuard) -> Mapping[str, Scalar]:
+        """One iteration: step ``envs``, learn; returns scalars to log under their tags. Every
+        optimizer step goes through ``guard.ok``. Logging, checkpoints and stopping happen between
+        iterations."""
 
     label: str
     """Shown in the progress display."""
@@ -70,7 +116,7 @@ class Algorithm(Protocol):
         Every optimizer step goes through ``guard.ok``."""
 
     def at_boundary(self) -> bool:
-        """Whether logging, checkpointing and stopping may happen now (PPO: between rollouts)."""
+        """Whether logging, checkpointing and stopping may happen now (agents without ``iterate``)."""
 
     def status(self) -> Mapping[str, Scalar]:
         """Scalars describing the current state (learning rate, eta), logged at every log."""
@@ -210,34 +256,25 @@ def _train(
     if run is not None:
         run.start()  # after the warm-ups: a start that fails in them leaves no folder
 
-    episodes, scalars = EpisodeStats(), Scalars()
+    env = Envs(cfg, envs, obs, step, callbacks, run, guard)
+    iterate = algo.iterate if hasattr(algo, "iterate") else functools.partial(one_step, algo)
+    at_boundary = getattr(algo, "at_boundary", lambda: True)  # iterations end at boundaries
+    scalars = Scalars()
     last_log, last_ckpt = step, step
     t0, s0 = time.time(), step
-    while step < cfg.total_steps or not algo.at_boundary():
-        action = algo.act(obs, step)
-        next_obs, reward, term, trunc, info = envs.step(action)
-        step += envs.num_envs * world.size  # env steps of the whole job
-        check_finite(f"env {cfg.env_id}", step, observation=next_obs, reward=reward)
-        if "_final_obs" in info:  # the last observation of ended episodes (bootstraps, replay)
-            check_finite(f"env {cfg.env_id}", step, final_observation=final_observations(info, next_obs))
-        episodes.record(info)
-        algo.observe(Transition(obs, action, reward, term, trunc, info, next_obs), step)
-        obs = next_obs
-        for cb in callbacks:
-            cb.on_step(step, envs, run)
-
-        guard.step = step
-        scalars.add(algo.update(step, guard))
+    while env.steps < cfg.total_steps or not at_boundary():
+        scalars.add(iterate(env, guard))
+        step = env.steps
         for tag, images in algo.media(step).items():
             if run is not None:
                 run.writer.add_images(tag, images, step)
-        if not algo.at_boundary():
+        if not at_boundary():
             continue
         done = step >= cfg.total_steps
         if step - last_log >= cfg.log_interval or done:
             last_log = step
             sps = (step - s0) / max(time.time() - t0, 1e-9)
-            logged = {"charts/SPS": sps, **algo.status(), **episodes.pop(), **scalars.pop()}
+            logged = {"charts/SPS": sps, **algo.status(), **env.episodes.pop(), **scalars.pop()}
             if guard.mode == "skip":
                 logged["charts/skipped_updates"] = guard.skipped
             if run is not None:
@@ -256,6 +293,14 @@ def _train(
             if run is not None:
                 run.save_checkpoint(step, state, keep=cfg.keep_checkpoints)
     progress.close()
+
+
+def one_step(algo: Any, envs: Envs, guard: UpdateGuard) -> Mapping[str, Scalar]:
+    """The iteration of an agent without ``iterate`` (Dreamer): act, one vector step that the agent
+    observes, then an update if one is due."""
+    action = algo.act(envs.obs, envs.steps)
+    envs.step(action, observe=lambda transition: algo.observe(transition, envs.steps))
+    return algo.update(envs.steps, guard)
 
 
 def env_seed(cfg: TrainConfig, step: int) -> int:
