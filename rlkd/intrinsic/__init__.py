@@ -412,14 +412,29 @@ class RDD(IntrinsicModule):
     estimates ``1 / n`` (Lemma 4.1: this z_n is an unbiased, consistent estimator of 1/n). For a predictor
     that is not converged, b is bounded by a pseudo-count term sigma^2 / n plus a discrepancy term
     || f*_n(s) - f_theta(s) ||^2 (section 4.4), which is how RDD unifies count-based and prediction-error
-    exploration. :meth:`metrics` logs these quantities for the last training minibatch.
+    exploration. :meth:`metrics` logs these quantities for the last training minibatch. (Quotes,
+    equation, lemma and section numbers as the paper is quoted by others: see below.)
 
-    Defaults follow the paper's hyperparameters: sigma = 1, target mean 1 (section 5.4 ablates both; with
-    mean 1 an unseen state starts with a bonus near 1), output dimension 64 for vector states and 512 for
-    Atari. Hidden width for vector states: 256, RND's MLPs (the paper builds on RND's code). A width
-    of 64 was tried first: on the sparse AGV complex-static scene its predictor generalised so
-    smoothly that the bonus barely told visited from unvisited poses, and PPO+RDD never learned to
-    leave the start aisle in 400k steps (with 256 it does; bench/bench_exploration.py).
+    Where each default comes from (details and the status of every source: docs/exploration.md, "RDD's
+    defaults"). The paper's text beyond its abstract and introduction, and any official RDD code, could
+    not be read when these sources were checked (2026-12), so no value below is claimed as the paper's
+    from a reading of it; "reported" means a third-party summary of the paper says so.
+
+    - ``sigma = 1`` and ``target_mean = 1``: reported as the paper's (its section 5.4 ablates both;
+      with mean 1 an unseen state starts with a bonus near 1). One sigma for all states instead of a
+      second random network sigma(s): reported as the paper's implementation choice.
+    - ``output_dim``: 512 for pixels (RND's size; reported as RDD's on Atari); 64 for vectors, reported
+      as the paper's but not verified. rlkd's RND uses 128, and 128 found the goal of a lure chain
+      that 64 missed (issue 37): this default is to be chosen by measurement
+      (bench/results/exploration_rdd/PLAN.md, bench/results/rdd_mechanism/).
+    - ``hidden = 256`` (vector MLPs): rlkd's choice, not the paper's (reported: 64). A width of 64 was
+      tried first: on the sparse AGV complex-static scene its predictor generalised so smoothly that
+      the bonus barely told visited from unvisited poses, and PPO+RDD never learned to leave the
+      start aisle in 400k steps (with 256 it does; bench/bench_exploration.py).
+    - Reward normalisation (running std of the non-episodic intrinsic return), observation
+      normalisation and clipping, ``update_proportion`` (the RND rule) and ``gamma_int = 0.99``: RND's
+      (paper section 2.4, reference code), kept for RDD; what the RDD paper uses for these is not
+      verified.
 
     Args:
         obs_space: Single-environment observation space.
