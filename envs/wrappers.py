@@ -118,12 +118,19 @@ class ResizeFrames(VectorWrapper):
     def step(self, actions):
         obs, rewards, terminations, truncations, info = self.env.step(actions)
         mask = info.get("_final_obs")
-        if mask is not None and mask.any() and not self.same:
-            final = info["final_obs"]
-            if final.dtype == object:  # Gymnasium's sync envs: one array per env, None where unused
-                final = final.copy()
-                final[mask] = list(self._resize(np.stack(list(final[mask]))))
-            else:  # rlkd's native envs: a batched (N, H, H, 3) array
-                final = self._resize(final)
-            info = {**info, "final_obs": final}
+        if mask is not None and np.any(mask) and not self.same:
+            info = {**info, "final_obs": self._resize_final(info["final_obs"], np.asarray(mask, bool))}
         return self._resize(obs), rewards, terminations, truncations, info
+
+    def _resize_final(self, final: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``info["final_obs"]`` with the frames of the envs in ``mask`` resized, in the same layout."""
+        if final.dtype != object:  # rlkd's native envs and envpool: a batched (N, H, H, 3) array
+            return self._resize(final)
+        # Gymnasium's sync and async vector envs: an (N,) object array of frames, None where no
+        # episode ended. Assigned one by one: numpy would read a list of k frames as one (k, S, S, 3)
+        # array and refuse to put it in k object slots.
+        out = final.copy()
+        idx = np.flatnonzero(mask)
+        for i, frame in zip(idx, self._resize(np.stack([final[i] for i in idx])), strict=True):
+            out[i] = frame
+        return out

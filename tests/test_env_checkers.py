@@ -20,7 +20,7 @@ RLKD_IDS = [env_id for env_id in gymnasium_ids() if env_id.startswith("rlkd/")]
 
 def test_the_registry_holds_every_family() -> None:
     families = {env_id.split("-")[0] for env_id in RLKD_IDS}
-    assert families == {"rlkd/AGVWarehouse", "rlkd/DMC", "rlkd/PointReach"} and len(RLKD_IDS) >= 22
+    assert families >= {"rlkd/AGVWarehouse", "rlkd/DMC", "rlkd/PointReach"} and len(RLKD_IDS) >= 22
 
 
 @pytest.mark.parametrize("env_id", RLKD_IDS)
