@@ -1,33 +1,33 @@
-"""DisWM transfer on CPU: DreamerV2 from scratch vs naive fine-tuning vs DisWM, point reach from pixels.
+"""DisWM transfer on CPU with the paper's protocol: point reach from pixels, colours switched at half.
 
-Source: ``rlkd/PointReach-Pixels-v1`` with the "train" colour distractors (floor and target hues
-in [0.02, 0.48], random-walked every step): random-policy videos, action-free pretraining of the
-beta-VAE teacher (``rlkd collect`` + ``rlkd pretrain``). Target: the same task with the "test"
-colours (hues in [0.52, 0.98], disjoint). Every agent is ``rlkd train --preset cpu-pixels`` (32x32
-frames) on the target for the same env steps and seeds; ``naive-ft`` starts from the pretrained
-encoder, RSSM and decoder, ``diswm`` distils the frozen teacher into its beta-VAE latent.
+Stages, each kept when done (repeat the command after a kill; unfinished runs resume):
+
+1. **Source run**: DreamerV2 (``--preset cpu-pixels``) on ``rlkd/PointReach-Pixels-v1`` in the
+   "train" colours (floor and target hues in [0.02, 0.48], random-walked every step).
+2. **Teacher data**: every finished episode of that run, from the random prefill to competent ones
+   (``rlkd collect --from-run``): the official ``train_eps``.
+3. **Teacher**: action-free pretraining on them (``rlkd pretrain --official-sampler``, the
+   cpu-pixels model sizes), then ``bench/probe_teacher.py``: the benchmark goes on only if the
+   teacher's latent holds the target (R^2 >= 0.5 and >= half the agent's), or with ``--force``.
+4. **Target runs**: each agent from scratch in the "train" colours, switched to "test" (hues in
+   [0.52, 0.98], disjoint) at half of training (``--color-switch``, official ``dreamer.py``
+   l. 471-475): ``dreamer`` (DreamerV2), ``naive-ft`` (encoder, RSSM and decoder from the teacher),
+   ``diswm`` (distillation of the frozen teacher at the official strength: eta frozen at its build
+   value, ``--official-frozen-eta``, and the KL summed over a 50-step window, ``--distill-window
+   50``) and ``diswm-eta0`` (the same student with eta 0: no teacher).
 
 Usage::
 
-    python bench/bench_transfer.py [--out runs/transfer] [--seeds 1 2 3 4 5] [--steps 12000]
-        [--parallel 2] [--agents dreamer naive-ft diswm] [--analyse-only]
-    # the eta-0 control (PLAN.md's addendum), against the committed runs' per-seed figures:
-    python bench/bench_transfer.py --agents diswm-eta0 --merge bench/results/transfer_reach/summary.json
+    python bench/bench_transfer.py [--out runs/transfer_switch] [--seeds 1 2 3 4 5] [--steps 22000]
+        [--agents dreamer naive-ft diswm diswm-eta0] [--parallel 2] [--analyse-only] [--force]
 
-Runs are pinned one per core (``bench/bench_dreamer.py``'s runner); finished runs are kept and
-unfinished ones resume from their last checkpoint, so the command can be repeated after a kill.
-
-Analysis (fixed before any run; ``bench/results/transfer/PLAN.md``):
-
-* sample efficiency (the paper's claim): mean ``charts/episodic_return`` of the training episodes
-  that end after the random prefill and by half of training;
-* final: 50 episodes of the last checkpoint with the actor's mode (``rlkd eval --deterministic``),
-  mean return and success rate;
-* per agent: mean over seeds with a 95% percentile-bootstrap interval; DisWM against each baseline:
-  the probability of improvement (rliable) with its 95% bootstrap interval. DisWM is said to help
-  on a metric when that interval's lower end is above 0.5, to hurt when its upper end is below 0.5.
-
-Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out``.
+Analysis (fixed before any target run; ``bench/results/transfer_switch/PLAN.md``): per agent and
+seed, the mean return of the training episodes ending after the prefill and by the switch
+(sample efficiency, the paper's claim), of those ending after the switch (adaptation), and 50
+evaluation episodes of the last checkpoint in the "test" colours with the actor's mode; mean over
+seeds with a 95% percentile-bootstrap interval; DisWM against each other agent: the probability of
+improvement with its 95% bootstrap interval ("helps" when its lower end is above 0.5, "hurts" when
+its upper end is below 0.5). Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import argparse
 import functools
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,41 +50,54 @@ SIZES = ["--image-size", "32", "--deter", "200", "--stoch", "16", "--hidden", "6
          "--mlp-layers", "2", "--cnn-depth", "8", "--z-dim", "20"]  # fmt: skip
 """The cpu-pixels preset's model: pretraining must build the same shapes for naive fine-tuning."""
 AGENTS = {"dreamer": ["--agent", "dreamer"], "naive-ft": ["--agent", "dreamer", "--finetune", "naive"],
-          "diswm": ["--agent", "diswm"],
+          "diswm": ["--agent", "diswm", "--official-frozen-eta", "--distill-window", "50"],
           "diswm-eta0": ["--agent", "diswm", "--eta-init", "0", "--eta-final", "0"]}  # fmt: skip
-"""``diswm-eta0`` is the control of PLAN.md's addendum: DisWM's beta-VAE student with no distillation."""
-PREFILL = 1_000  # the cpu-pixels preset's random prefill: its episodes are left out of the mean
+PREFILL = 1_000  # the cpu-pixels preset's random prefill: its episodes are left out of the means
+SOURCE_SEED = 100
+EVAL_SEED = 20_000
 
 
-def teacher(out: Path, episodes: int, updates: int) -> Path:
-    """Random source videos in the "train" colours, then action-free pretraining (kept if done)."""
-    data, run = out / "source_videos", out / "pretrain"
+def rlkd(*argv: str) -> None:
+    subprocess.run([sys.executable, "-m", "rlkd.cli", *argv], check=True)
+
+
+def teacher(out: Path, args: argparse.Namespace) -> Path:
+    """Source run, its episodes, the pretrained teacher and its probe (each kept when done)."""
+    source, data, run = out / "source", out / "source_episodes", out / "pretrain"
+    argv = ["--agent", "dreamer", "--preset", "cpu-pixels", "--env", ENV, "--env-kwargs",
+            "{color_set: train}", "--seed", str(SOURCE_SEED), "--total-steps", str(args.source_steps),
+            "--run-dir", str(source)]  # fmt: skip
+    run_all([(source, argv)], 1)
     if not (data / "manifest.json").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        kwargs = "{color_set: train, image_size: 32}"
-        subprocess.run([sys.executable, "-m", "rlkd.cli", "collect", "--env", ENV, "--episodes",
-                        str(episodes), "--out", str(data), "--env-kwargs", kwargs], check=True)  # fmt: skip
-    argv = ["--data", str(data), *SIZES, "--batch-size", "16", "--batch-length", "32", "--model-lr", "1e-3",
-            "--torch-threads", "1", "--total-steps", str(updates), "--checkpoint-interval", "1000",
-            "--image-log-interval", "1000", "--run-dir", str(run)]  # fmt: skip
+        rlkd("collect", "--from-run", str(source), "--out", str(data))
+    argv = ["--data", str(data), *SIZES, "--batch-size", "16", "--batch-length", "32",
+            "--model-lr", "1e-3", "--official-sampler", "--torch-threads", "1",
+            "--total-steps", str(args.pretrain_updates), "--checkpoint-interval", "2000",
+            "--image-log-interval", "2000", "--run-dir", str(run)]  # fmt: skip
     run_all([(run, argv)], 1, command="pretrain")
+    probe = run / "probe_teacher.json"
+    if not probe.exists():
+        script = Path(__file__).with_name("probe_teacher.py")
+        subprocess.run([sys.executable, str(script), str(run)], check=True)
+    held = json.loads(probe.read_text())["train"]
+    if not held["holds_task"] and not args.force:
+        sys.exit(f"error: the teacher does not hold the target (R^2 {held['target_r2']:.2f}, agent "
+                 f"{held['agent_r2']:.2f}); pretrain longer (--pretrain-updates) or --force")  # fmt: skip
     return run
 
 
 def jobs(out: Path, args: argparse.Namespace, pretrained: Path) -> list[tuple[Path, list[str]]]:
     """(run folder, ``rlkd train`` arguments) of every agent and seed, seeds first."""
     todo = []
-    for seed in args.seeds:
-        for name in args.agents:
-            run = out / f"{name}__{seed}"
-            argv = [*AGENTS[name], "--preset", "cpu-pixels", "--env", ENV,
-                    "--env-kwargs", "{color_set: test}", "--seed", str(seed),
-                    "--total-steps", str(args.steps), "--run-dir", str(run),
-                    "--checkpoint-interval", str(args.steps // 2),
-                    "--eta-decay-steps", str(args.steps // 2)]  # fmt: skip
-            if name != "dreamer":
-                argv += ["--pretrained", str(pretrained)]
-            todo.append((run, argv))
+    for seed, name in itertools.product(args.seeds, args.agents):
+        run = out / f"{name}__{seed}"
+        argv = [*AGENTS[name], "--preset", "cpu-pixels", "--env", ENV, "--env-kwargs",
+                "{color_set: train}", "--color-switch", "--seed", str(seed),
+                "--total-steps", str(args.steps), "--run-dir", str(run),
+                "--checkpoint-interval", str(args.steps // 4)]  # fmt: skip
+        if name != "dreamer":
+            argv += ["--pretrained", str(pretrained)]
+        todo.append((run, argv))
     return todo
 
 
@@ -99,81 +111,110 @@ def scalars(run: Path) -> object:
     return acc
 
 
-def first_half_mean(run: Path, steps: int) -> float:
-    """Mean return of the training episodes ending in (PREFILL, steps / 2]."""
-    events = [e for e in scalars(run).Scalars("charts/episodic_return") if PREFILL < e.step <= steps // 2]
+def mean_return(run: Path, start: int, end: int) -> float:
+    """Mean return of the training episodes ending in (start, end]."""
+    events = [e for e in scalars(run).Scalars("charts/episodic_return") if start < e.step <= end]
     return float(np.mean([e.value for e in events]))
+
+
+def final_eval(run: Path, episodes: int, color_set: str = "test") -> dict[str, float]:
+    """``episodes`` episodes of the last checkpoint in ``color_set``, the actor's mode (saved as
+    ``eval/final_<set>.json`` and read back when it has the same episodes)."""
+    saved = run / "eval" / f"final_{color_set}.json"
+    if saved.exists() and json.loads(saved.read_text()).get("episodes") == episodes:
+        return json.loads(saved.read_text())
+    from rlkd.envs import make_vec
+
+    from rlkd.analysis.evaluate import env_kwargs_of, load_run_policy
+
+    loaded, _, agent, policy = load_run_policy(run, "latest", "cpu")
+    kwargs = env_kwargs_of(loaded.config, agent) | {"color_set": color_set}
+    envs = make_vec(ENV, 10, EVAL_SEED, "gymnasium", **kwargs)
+    obs, _ = envs.reset(seed=EVAL_SEED)
+    first, returns, successes = np.ones(10, bool), [], []
+    while len(returns) < episodes:
+        obs, _, term, trunc, info = envs.step(policy.act(obs, first, deterministic=True))
+        first = term | trunc
+        for i in np.flatnonzero(info.get("_episode", np.zeros(10, bool))):
+            returns.append(float(info["episode"]["r"][i]))
+            successes.append(float(info["episode"]["success"][i]))
+    envs.close()
+    result = {"episodes": episodes, "mean_return": float(np.mean(returns[:episodes])),
+              "success_rate": float(np.mean(successes[:episodes]))}  # fmt: skip
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(json.dumps(result))
+    return result
 
 
 DIAGNOSTICS = ("world_model/image_nll", "world_model/reward_mse", "world_model/kl_value", "losses/distill",
                "world_model/eta")  # fmt: skip
 
 
-def diagnostics(out: Path, args: argparse.Namespace, bins: int = 4) -> dict[str, dict[str, list[float]]]:
-    """Mean over seeds of the world-model diagnostics in each quarter of training, per agent (what
-    to read when the metrics disagree with the paper; ``losses/distill`` is weighted by eta)."""
-    edges = np.linspace(0, args.steps, bins + 1)
+def diagnostics(
+    runs: dict[str, list[Path]], steps: int, bins: int = 4
+) -> dict[str, dict[str, list[float]]]:
+    """Mean over seeds of the world-model diagnostics in each quarter of training, per agent
+    (``losses/distill`` is weighted by eta and the window scale)."""
+    edges = np.linspace(0, steps, bins + 1)
     result: dict[str, dict[str, list[float]]] = {}
-    for name in args.agents:
+    for name, folders in runs.items():
         per_tag: dict[str, list[list[float]]] = {}
-        for seed in args.seeds:
-            acc = scalars(out / f"{name}__{seed}")
+        for run in folders:
+            acc = scalars(run)
             for tag in (t for t in DIAGNOSTICS if t in acc.Tags()["scalars"]):
-                steps = np.array([e.step for e in acc.Scalars(tag)])
+                at = np.array([e.step for e in acc.Scalars(tag)])
                 values = np.array([e.value for e in acc.Scalars(tag)])
                 per_tag.setdefault(tag, []).append(
-                    [float(values[(steps > a) & (steps <= b)].mean()) for a, b in itertools.pairwise(edges)]
+                    [float(values[(at > a) & (at <= b)].mean()) for a, b in itertools.pairwise(edges)]
                 )
         result[name] = {tag: np.nanmean(rows, 0).tolist() for tag, rows in per_tag.items()}
     return result
 
 
-def final_eval(run: Path, episodes: int, steps: int) -> dict[str, float]:
-    """The deterministic evaluation of the run's last checkpoint (the one ``rlkd eval`` saved, if
-    it has the same episodes)."""
-    from rlkd.analysis.evaluate import evaluate
-
-    saved = run / "eval" / f"eval_step_{steps}.json"
-    ev = json.loads(saved.read_text()) if saved.exists() else {}
-    if ev.get("episodes") != episodes or not ev.get("deterministic"):
-        ev = evaluate(run, "latest", episodes, deterministic=True)
-    return {"mean_return": float(ev["mean_return"]), "success_rate": float(ev["success_rate"])}
+def finished(run: Path, steps: int) -> bool:
+    """Whether the run has its final checkpoint."""
+    return (run / "checkpoints" / f"step_{steps:012d}.pt").exists()
 
 
 def analyse(out: Path, args: argparse.Namespace) -> dict:
     from rlkd.analysis.numerics import bootstrap_band, probability_of_improvement
 
+    runs = {n: [out / f"{n}__{s}" for s in args.seeds if finished(out / f"{n}__{s}", args.steps)]
+            for n in args.agents}  # fmt: skip
+    runs = {n: r for n, r in runs.items() if r}
+    half = args.steps // 2
     per: dict[str, dict[str, list[float]]] = {}
-    if args.merge:  # agents run earlier: their per-seed metrics from a committed summary.json
-        earlier = json.loads(Path(args.merge).read_text())
-        if (earlier["seeds"], earlier["steps"]) != (args.seeds, args.steps):
-            sys.exit(f"error: {args.merge} has other seeds or steps; pass the same --seeds and --steps")
-        for name, metrics in earlier["agents"].items():
-            per[name] = {key: m["per_seed"] for key, m in metrics.items()}
-    for name in args.agents:
-        runs = [out / f"{name}__{s}" for s in args.seeds]
-        rows = [{"first_half": first_half_mean(run, args.steps), **final_eval(run, args.episodes, args.steps)}
-                for run in runs]  # fmt: skip
-        per[name] = {k: [r[k] for r in rows] for k in rows[0]}
+    for name, folders in runs.items():
+        rows = [{"first_half": mean_return(r, PREFILL, half),
+                 "after_switch": mean_return(r, half, args.steps),
+                 **{k: v for k, v in final_eval(r, args.episodes).items() if k != "episodes"}}
+                for r in folders]  # fmt: skip
+        per[name] = {k: [row[k] for row in rows] for k in rows[0]}
     refs = baselines("reach", ENV, args.episodes, color_set="test")
-    summary: dict = {"steps": args.steps, "seeds": args.seeds, "agents": {}, "diswm_vs": {},
-                     "references": refs, "merged_from": args.merge}  # fmt: skip
+    summary: dict = {"steps": args.steps, "seeds": {n: [int(r.name.split("__")[1]) for r in f]
+                     for n, f in runs.items()}, "agents": {}, "diswm_vs": {}, "references": refs}  # fmt: skip
+    summary["complete"] = all(len(runs.get(n, [])) == len(args.seeds) for n in args.agents)
+    probe = out / "pretrain" / "probe_teacher.json"
+    summary["teacher_probe"] = json.loads(probe.read_text()) if probe.exists() else None
     for name, metrics in per.items():
         summary["agents"][name] = {}
         for key, values in metrics.items():
             band = bootstrap_band(np.asarray(values)[:, None])
             summary["agents"][name][key] = {"mean": float(band.mean[0]), "ci95": [float(band.lower[0]),
                                             float(band.upper[0])], "per_seed": values}  # fmt: skip
-    if "diswm" in per:
-        for base in (b for b in per if b != "diswm"):
-            summary["diswm_vs"][base] = {
-                key: list(probability_of_improvement(np.array(per["diswm"][key]), np.array(per[base][key])))
-                for key in per["diswm"]
-            }
-    summary["diagnostics_per_quarter"] = diagnostics(out, args)
+    for base in (b for b in per if b != "diswm" and "diswm" in per):
+        summary["diswm_vs"][base] = {
+            key: list(probability_of_improvement(np.array(per["diswm"][key]), np.array(per[base][key])))
+            for key in per["diswm"]
+        }
+    if "dreamer" in per:  # the budget check: how far DreamerV2 gets from random towards greedy
+        lo, hi = refs["random"]["mean_return"], refs["greedy"]["mean_return"]
+        reached = summary["agents"]["dreamer"]["mean_return"]["mean"]
+        summary["dreamer_fraction_of_greedy"] = (reached - lo) / (hi - lo)
+    summary["diagnostics_per_quarter"] = diagnostics(runs, args.steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(markdown(summary))
-    plot(out, args)
+    plot(out, runs, args.steps)
     print(markdown(summary))
     return summary
 
@@ -189,41 +230,48 @@ def verdict(poi: list[float]) -> str:
 
 def markdown(summary: dict) -> str:
     fmt = lambda m, f: f"{m['mean']:{f}} [{m['ci95'][0]:{f}}, {m['ci95'][1]:{f}}]"  # noqa: E731
-    lines = [f"{summary['steps']} env steps, seeds {summary['seeds']}", "",
-             "| agent | first-half return | eval return | eval success |", "|---|---|---|---|"]  # fmt: skip
+    partial = "" if summary["complete"] else "**PARTIAL: not every seed has finished; nothing is read yet.** "
+    lines = [f"{partial}{summary['steps']} env steps, colours switched train -> test at half; "
+             f"seeds {summary['seeds']}", "",
+             "| agent | first-half return | after-switch return | eval return (test) | eval success |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for name, m in summary["agents"].items():
-        lines.append(f"| {name} | {fmt(m['first_half'], '.1f')} | {fmt(m['mean_return'], '.1f')} | "
-                     f"{fmt(m['success_rate'], '.2f')} |")  # fmt: skip
-    for name, ref in summary.get("references", {}).items():
-        lines.append(f"| {name} controller | - | {ref['mean_return']:.1f} | {ref['success_rate']:.2f} |")
+        lines.append(f"| {name} | {fmt(m['first_half'], '.1f')} | {fmt(m['after_switch'], '.1f')} | "
+                     f"{fmt(m['mean_return'], '.1f')} | {fmt(m['success_rate'], '.2f')} |")  # fmt: skip
+    for name, ref in summary["references"].items():
+        lines.append(f"| {name} controller | - | - | {ref['mean_return']:.1f} | "
+                     f"{ref['success_rate']:.2f} |")
+    if "dreamer_fraction_of_greedy" in summary:
+        share = summary["dreamer_fraction_of_greedy"]
+        lines += ["", f"DreamerV2 ends {share:.0%} of the way from random to greedy (eval, test colours)."]
     if summary["diswm_vs"]:
-        lines += ["", "| P(DisWM > baseline) | first-half return | eval return | eval success |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += ["", "| P(DisWM > agent) | first-half | after-switch | eval return | eval success |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         for base, pois in summary["diswm_vs"].items():
             cells = [f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}] {verdict(p)}" for p in pois.values()]
             lines.append(f"| vs {base} | " + " | ".join(cells) + " |")
     lines += ["", "Diagnostics, mean over seeds per quarter of training:", "",
               "| agent | tag | 1st | 2nd | 3rd | 4th |", "|---|---|---|---|---|---|"]  # fmt: skip
-    for name, tags in summary.get("diagnostics_per_quarter", {}).items():
+    for name, tags in summary["diagnostics_per_quarter"].items():
         for tag, values in tags.items():
             lines.append(f"| {name} | {tag} | " + " | ".join(f"{v:.3g}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(out: Path, args: argparse.Namespace) -> None:
+def plot(out: Path, runs: dict[str, list[Path]], steps: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, name in enumerate(args.agents):
-        for j, seed in enumerate(args.seeds):
-            steps, curve = episode_curve(out / f"{name}__{seed}", window=1_000)
-            ax.plot(steps, curve, color=f"C{i}", alpha=0.7, label=name if j == 0 else None)
-    ax.axvline(args.steps // 2, color="k", ls=":", label="half of training")
+    for i, (name, folders) in enumerate(runs.items()):
+        for j, run in enumerate(folders):
+            at, curve = episode_curve(run, window=1_000)
+            ax.plot(at, curve, color=f"C{i}", alpha=0.7, label=name if j == 0 else None)
+    ax.axvline(steps // 2, color="k", ls=":", label="colour switch")
     ax.set(xlabel="env steps", ylabel="episodic return (trailing 1000 steps)",
-           title="reach: train -> test colours")  # fmt: skip
+           title="reach: train colours, switched to test at half")  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)
@@ -234,21 +282,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="runs/transfer")
+    parser.add_argument("--out", default="runs/transfer_switch")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
-    parser.add_argument("--steps", type=int, default=12_000, help="target env steps per run")
-    parser.add_argument("--source-episodes", type=int, default=200, help="random source videos to record")
-    parser.add_argument("--pretrain-updates", type=int, default=3_000)
+    parser.add_argument("--steps", type=int, default=22_000, help="target env steps per run")
+    parser.add_argument("--source-steps", type=int, default=22_000, help="env steps of the source run")
+    parser.add_argument("--pretrain-updates", type=int, default=6_000)
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
-    parser.add_argument("--analyse-only", action="store_true", help="skip training")
-    parser.add_argument("--merge", help="summary.json of agents run earlier (same seeds, steps)")
+    parser.add_argument("--analyse-only", action="store_true", help="skip training; analyse finished runs")
+    parser.add_argument("--force", action="store_true", help="go on with a teacher that fails the probe")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.analyse_only:
-        pretrained = teacher(out, args.source_episodes, args.pretrain_updates)
+        pretrained = teacher(out, args)
         run_all(jobs(out, args, pretrained), args.parallel)
     analyse(out, args)
 

@@ -1,17 +1,26 @@
-"""What a pretrained DisWM teacher's latent holds about point reach, in the source and target colours.
+"""What a pretrained DisWM teacher's latent holds about point reach, on held-out episodes.
 
 Usage::
 
-    python bench/probe_teacher.py PRETRAIN_RUN [--frames 3000] [--out DIR]
+    python bench/probe_teacher.py PRETRAIN_RUN [--episodes 600] [--seed 1000] [--out DIR]
 
-For each colour set ("train", the source videos' colours, and "test", the transfer target's) it
-draws random point-reach frames (32x32 or 64x64, as the teacher was trained), encodes them with
-the teacher's beta-VAE encoder and fits a least-squares linear map from the latent means to the
-agent's and the target's positions on half of the frames; the R^2 on the other half says how much
-of each position the latent holds linearly (1: all, 0: nothing). It also writes reconstructions
-through the whole action-free model (encoder, one posterior step from the zero state, decoder) of
-a few frames of each set as ``teacher_<set>.png`` (top row: frames, bottom row: reconstructions).
-Prints and writes ``probe_teacher.json`` in ``--out`` (default: the run folder).
+Episodes of ``rlkd/PointReach-Pixels-v1`` with seeds the source data never used, in each colour
+set ("train", the source videos' colours, and "test", the transfer target's), drawn at the
+teacher's frame size, with uniformly random actions, so that the agent's position says nothing
+about the target's (a policy that reaches the target would let a probe read the target off the
+agent); one frame in five is kept. Every frame is encoded by the teacher's beta-VAE encoder:
+``z`` is its mean, the latent DisWM distils. Probes map ``z`` to the agent's and the target's
+(x, y):
+
+* ``linear``: least squares with a bias;
+* ``mlp``: two hidden layers of 64 (ELU), Adam with weight decay, full batch, inputs standardised.
+
+Both are fitted on the frames of the even envs and scored by R^2 on the odd envs' frames, so the
+targets scored are placements the probe never saw (1: the position is fully recoverable; 0: no
+better than its mean). The teacher "holds the task" when, in the source colours, the target's R^2
+(mean of x and y, best probe) reaches 0.5 and at least half the agent's. Also writes
+``teacher_<set>.png`` (top: frames, bottom: reconstructions through the encoder, one posterior
+step and the decoder) and ``probe_teacher.json`` in ``--out`` (default: the run folder).
 """
 
 from __future__ import annotations
@@ -25,11 +34,13 @@ import torch
 from PIL import Image
 from rlkd.agents.pretrain import PretrainConfig
 from rlkd.envs import make_vec
-from rlkd.envs.reach import PointReachVectorEnv
+from torch import nn
 
 from rlkd.core.run import Run
 from rlkd.world_model.codecs import preprocess
 from rlkd.world_model.model import WorldModel
+
+TARGETS = ("agent_x", "agent_y", "target_x", "target_y")
 
 
 def load_teacher(run_dir: str) -> tuple[WorldModel, int]:
@@ -43,23 +54,58 @@ def load_teacher(run_dir: str) -> tuple[WorldModel, int]:
     return model.eval(), size
 
 
-def frames(color_set: str, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` frames (n, S, S, 3) of random states and their (agent x, y, target x, y) (n, 4)."""
+def episodes(
+    color_set: str, n: int, size: int, seed: int, every: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (N*T, S, S, 3), positions (N*T, 4) and env index (N*T,) of ``n`` envs stepped at
+    random until each has ended an episode (an env whose episode ends early goes on with a new one), every
+    ``every``-th step."""
     envs = make_vec("rlkd/PointReach-Pixels-v1", n, seed, image_size=size, color_set=color_set)
+    rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
-    inner: PointReachVectorEnv = envs.unwrapped
-    pos = np.concatenate([inner.agent, inner.target], 1)
+    inner = envs.unwrapped
+    frames, pos, done = [], [], np.zeros(n, bool)
+    t = 0
+    while not done.all():  # stop when every env has ended an episode
+        if t % every == 0:  # consecutive frames are alike: every few steps gives more distinct ones
+            frames.append(obs)
+            pos.append(np.concatenate([inner.agent, inner.target], 1))
+        t += 1
+        obs, _, term, trunc, _ = envs.step(rng.uniform(-1, 1, (n, 2)).astype(np.float32))
+        done |= term | trunc
     envs.close()
-    return obs, pos
+    steps = len(frames)
+    episode = np.broadcast_to(np.arange(n), (steps, n))
+    flat = lambda a: np.swapaxes(np.asarray(a), 0, 1).reshape(n * steps, *np.asarray(a).shape[2:])  # noqa: E731
+    return flat(frames), flat(pos), flat(episode)
 
 
-def r2(latent: np.ndarray, target: np.ndarray) -> list[float]:
-    """Held-out R^2 of a least-squares affine map latent -> each target column (first half fits)."""
-    x = np.concatenate([latent, np.ones((len(latent), 1))], 1)
-    half = len(x) // 2
-    w, *_ = np.linalg.lstsq(x[:half], target[:half], rcond=None)
-    pred, truth = x[half:] @ w, target[half:]
-    return (1.0 - ((pred - truth) ** 2).sum(0) / ((truth - truth.mean(0)) ** 2).sum(0)).tolist()
+def r2(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """R^2 of each column."""
+    return 1.0 - ((pred - truth) ** 2).sum(0) / ((truth - truth.mean(0)) ** 2).sum(0)
+
+
+def linear_probe(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """Least-squares affine map fitted on (x_fit, y_fit), applied to x_test."""
+    w, *_ = np.linalg.lstsq(np.c_[x_fit, np.ones(len(x_fit))], y_fit, rcond=None)
+    return np.c_[x_test, np.ones(len(x_test))] @ w
+
+
+def mlp_probe(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, steps: int = 1000) -> np.ndarray:
+    """Two-hidden-layer MLP fitted full batch on standardised inputs, applied to x_test."""
+    torch.manual_seed(0)
+    mean, std = x_fit.mean(0), x_fit.std(0) + 1e-6
+    xf = torch.as_tensor((x_fit - mean) / std, dtype=torch.float32)
+    yf = torch.as_tensor(y_fit, dtype=torch.float32)
+    net = nn.Sequential(nn.Linear(xf.shape[1], 64), nn.ELU(), nn.Linear(64, 64), nn.ELU(),
+                        nn.Linear(64, yf.shape[1]))  # fmt: skip
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        ((net(xf) - yf) ** 2).mean().backward()
+        opt.step()
+    with torch.no_grad():
+        return net(torch.as_tensor((x_test - mean) / std, dtype=torch.float32)).numpy()
 
 
 @torch.no_grad()
@@ -73,12 +119,37 @@ def reconstructions(model: WorldModel, obs: np.ndarray, path: Path, count: int =
     Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(path)
 
 
+def probe(
+    model: WorldModel, color_set: str, n: int, size: int, seed: int
+) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """Held-out R^2 of each position from the teacher's z, for both probes (and the frames)."""
+    obs, pos, episode = episodes(color_set, n, size, seed)
+    with torch.no_grad():
+        z = torch.cat([model.encode(preprocess(torch.as_tensor(chunk)), sample=False)[1]
+                       for chunk in np.array_split(obs, max(1, len(obs) // 2048))]).numpy()  # fmt: skip
+    fit = episode % 2 == 0  # even envs fit, odd envs test: both behaviours on each side
+    out = {}
+    for name, fn in (("linear", linear_probe), ("mlp", mlp_probe)):
+        scores = r2(fn(z[fit], pos[fit], z[~fit]), pos[~fit])
+        out[name] = dict(zip(TARGETS, map(float, scores), strict=True))
+    return out, obs
+
+
+def verdict(result: dict[str, dict[str, float]]) -> dict[str, float | bool]:
+    """The target's and the agent's R^2 (mean of x, y; best probe) and whether the teacher holds it."""
+    best = lambda a: max(np.mean([p[f"{a}_x"], p[f"{a}_y"]]) for p in result.values())  # noqa: E731
+    target, agent = best("target"), best("agent")
+    return {"target_r2": float(target), "agent_r2": float(agent),
+            "holds_task": bool(target >= 0.5 and target >= 0.5 * agent)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("run")
-    parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--episodes", type=int, default=600, help="episodes (envs) per colour set")
+    parser.add_argument("--seed", type=int, default=1000, help="env seed (the source data used others)")
     parser.add_argument("--out", help="output folder (default: the run folder)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -86,15 +157,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model, size = load_teacher(args.run)
     result = {}
-    for seed, color_set in enumerate(("train", "test")):
-        obs, pos = frames(color_set, args.frames, size, seed)
-        with torch.no_grad():
-            mu = model.encode(preprocess(torch.as_tensor(obs)), sample=False)[1].numpy()
-        scores = r2(mu, pos)
-        result[color_set] = {"agent_x": scores[0], "agent_y": scores[1], "target_x": scores[2],
-                             "target_y": scores[3]}  # fmt: skip
+    for k, color_set in enumerate(("train", "test")):
+        scores, obs = probe(model, color_set, args.episodes, size, args.seed + k)
+        result[color_set] = {**scores, **verdict(scores)}
         reconstructions(model, obs, out / f"teacher_{color_set}.png")
-        print(color_set, {k: round(v, 3) for k, v in result[color_set].items()})
+        print(color_set, json.dumps(result[color_set]))
     (out / "probe_teacher.json").write_text(json.dumps(result, indent=1) + "\n")
 
 

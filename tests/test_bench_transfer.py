@@ -8,18 +8,23 @@ from pathlib import Path
 from tests.helpers import bench_script
 
 
-def test_jobs_give_every_agent_the_same_budget_and_only_fine_tuners_the_teacher(tmp_path: Path) -> None:
+def test_jobs_follow_the_papers_protocol_at_one_budget(tmp_path: Path) -> None:
     bench = bench_script("bench_transfer")
-    args = argparse.Namespace(seeds=[1, 2], agents=["dreamer", "naive-ft", "diswm"], steps=12_000)
+    agents = ["dreamer", "naive-ft", "diswm", "diswm-eta0"]
+    args = argparse.Namespace(seeds=[1, 2], agents=agents, steps=22_000)
     jobs = bench.jobs(tmp_path, args, tmp_path / "pretrain")
-    assert [run.name for run, _ in jobs] == ["dreamer__1", "naive-ft__1", "diswm__1", "dreamer__2",
-                                             "naive-ft__2", "diswm__2"]  # fmt: skip
+    assert [run.name for run, _ in jobs] == [f"{a}__{s}" for s in (1, 2) for a in agents]  # seeds first
     for run, argv in jobs:
-        assert "--preset" in argv and argv[argv.index("--preset") + 1] == "cpu-pixels"
-        assert argv[argv.index("--total-steps") + 1] == "12000"
-        assert argv[argv.index("--eta-decay-steps") + 1] == "6000"  # eta decays over the first half
-        assert argv[argv.index("--env-kwargs") + 1] == "{color_set: test}"
+        assert argv[argv.index("--preset") + 1] == "cpu-pixels"
+        assert argv[argv.index("--total-steps") + 1] == "22000"
+        # Official protocol: start in the source's colours, switch at half (dreamer.py l. 471-475).
+        assert argv[argv.index("--env-kwargs") + 1] == "{color_set: train}" and "--color-switch" in argv
         assert ("--pretrained" in argv) == (not run.name.startswith("dreamer"))
+    argv = dict(jobs)[tmp_path / "diswm__1"]
+    # The official strength: eta frozen at its build value, the KL summed over a 50-step window.
+    assert "--official-frozen-eta" in argv and argv[argv.index("--distill-window") + 1] == "50"
+    control = dict(jobs)[tmp_path / "diswm-eta0__1"]
+    assert control[control.index("--eta-init") + 1] == "0" and "--distill-window" not in control
     naive = dict(jobs)[tmp_path / "naive-ft__1"]
     assert naive[naive.index("--finetune") + 1] == "naive"
 
