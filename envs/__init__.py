@@ -42,10 +42,12 @@ __all__ = [
 def _register_rlkd_envs() -> None:
     # Imported here, not at module top, so that a broken optional scene fails loudly only when used.
     from rlkd.envs.agv import register_agv_envs
+    from rlkd.envs.chain import register_chain_envs
     from rlkd.envs.dmc import register_dmc_envs
     from rlkd.envs.reach import register_reach_envs
 
     register_agv_envs()
+    register_chain_envs()
     register_dmc_envs()
     register_reach_envs()
     register_spec_folder()
