@@ -223,3 +223,38 @@ def test_learn_with_the_intrinsic_head_makes_cleanrls_rnd_update() -> None:
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
     for ours, theirs in zip(algo.intrinsic.predictor.parameters(), rnd.predictor.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+
+
+def test_an_iteration_is_num_steps_vector_steps_then_one_update() -> None:
+    """``PPO.iterate`` steps the envs ``num_steps`` times, filling the buffer row by row (its cursor),
+    then updates once: the buffer is rewound and the iteration counted."""
+    from rlkd.core import loop
+    from rlkd.core.guard import UpdateGuard
+
+    torch.manual_seed(0)
+    T, N = 5, 3
+    cfg = PPOConfig(intrinsic="rnd", num_envs=N, num_steps=T, num_minibatches=1, update_epochs=1,
+                    hidden_size=8, total_steps=4 * T * N)  # fmt: skip
+    algo = PPO(cfg, gym.spaces.Box(-1.0, 1.0, (2,), np.float32), gym.spaces.Discrete(2))
+    rng = np.random.default_rng(0)
+    seen: list[np.ndarray] = []
+
+    class FakeEnvs:  # a vector env: observation t has every entry t, episodes never end
+        num_envs = N
+
+        def step(self, action: np.ndarray) -> tuple:
+            assert action.shape == (N,) and len(seen) < T
+            seen.append(action)
+            obs = np.full((N, 2), len(seen) / 10, np.float32)
+            no = np.zeros(N, bool)
+            return obs, rng.normal(size=N), no, no, {}
+
+    first = np.zeros((N, 2), np.float32)
+    envs = loop.Envs(cfg, FakeEnvs(), first, 0, (), None, UpdateGuard())
+    logs = algo.iterate(envs, UpdateGuard())
+    assert len(seen) == T and envs.steps == T * N and algo.iteration == 1 and algo.buffer.t == 0
+    assert "losses/policy_loss" in logs and "intrinsic/reward_mean" in logs
+    # Row t holds the observation the policy acted on and, for the bonus, the one the step led to.
+    assert algo.buffer.obs[:, 0, 0].tolist() == pytest.approx([t / 10 for t in range(T)])
+    assert algo.buffer.next_obs[:, 0, 0].tolist() == pytest.approx([(t + 1) / 10 for t in range(T)])
+    assert torch.equal(algo.buffer.actions, torch.as_tensor(np.stack(seen)))
