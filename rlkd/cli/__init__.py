@@ -197,7 +197,9 @@ def cmd_monitor(args: argparse.Namespace) -> None:
     kwargs = read_yaml_text(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
     if args.action == "calibrate":
         cfg = MonitorConfig(alpha=args.alpha, window=args.window, novelty=args.novelty, updates=args.updates,
-                            fit_fraction=args.fit_fraction, deterministic=not args.stochastic)  # fmt: skip
+                            fit_fraction=args.fit_fraction, deterministic=not args.stochastic,
+                            features=args.features, skip=args.skip, full_windows=args.full_windows,
+                            statistic=args.statistic)  # fmt: skip
         record = calibrate(Path(args.run_dir), cfg, args.episodes, args.checkpoint, args.env_id, kwargs)
         fit, cal = record["fit_episodes"], record["calibration_episodes"]
         print(f"kept {record['successful']} of {record['episodes']} episodes: {fit} fit the scorers, "
@@ -206,7 +208,9 @@ def cmd_monitor(args: argparse.Namespace) -> None:
             print(f"threshold {name}: {stats['threshold']:.4g}")
         print(f"wrote {Path(record['run']) / 'monitor'}")
         return
-    _print_monitor(evaluate(Path(args.run_dir), args.episodes, args.env_id, kwargs, args.label, args.seed))
+    _print_monitor(
+        evaluate(Path(args.run_dir), args.episodes, args.env_id, kwargs, args.label, args.seed, args.horizon)
+    )
 
 
 def _print_monitor(record: dict[str, Any]) -> None:
@@ -218,10 +222,22 @@ def _print_monitor(record: dict[str, Any]) -> None:
     cell = lambda m: "n/a" if m is None else f"{m['value']:.2f} [{m['ci95'][0]:.2f},{m['ci95'][1]:.2f}]"  # noqa: E731
     for rule, m in record["rules"].items():
         lead = (m.get("lead_time") or {}).get("median")
+        chance = (m.get("chance") or {}).get("accuracy")
         print(f"{rule:<12} {cell(m.get('accuracy')):>16} {cell(m.get('tpr')):>16} {cell(m.get('fpr')):>16} "
-              f"{'-' if lead is None else f'{lead:.0f}':>14}")  # fmt: skip
+              f"{'-' if lead is None else f'{lead:.0f}':>14}"
+              f"{'' if chance is None else f'  (random at its rate: accuracy {chance:.2f})'}")  # fmt: skip
+    ranking = record.get("scores")
+    if ranking:
+        k, ap, early = record["horizon"], ranking["chance"]["ap"], ranking["chance"]["early_ap"]
+        print(f"\nthreshold-free (chance: AUROC 0.50, AP {ap:.2f}, early AP {early:.3f}); "
+              f"early: the score at step t for a failure within {k} steps")  # fmt: skip
+        print(f"{'score':<12} {'AUROC':>16} {'AP':>16} {'early AUROC':>16} {'early AP':>16}")
+        for name, m in ranking.items():
+            if name != "chance":
+                print(f"{name:<12} {cell(m['auroc']):>16} {cell(m['ap']):>16} {cell(m['early_auroc']):>16} "
+                      f"{cell(m['early_ap']):>16}")  # fmt: skip
     folder = Path(record["run"]) / "monitor" / "eval"
-    print(f"wrote {folder / record['label']}.json and .png")
+    print(f"wrote {folder / record['label']}.json, .png and .npz")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -302,6 +318,15 @@ def _monitor_parser(sub: Any) -> None:
     p.add_argument("--updates", type=int, default=1_000, help="calibrate: optimiser steps of each scorer")
     p.add_argument("--checkpoint", default="latest", help="calibrate: latest, best or a step number")
     p.add_argument("--stochastic", action="store_true", help="calibrate: sample actions (default: the mode)")
+    p.add_argument("--features", default="policy",
+                   help="calibrate: what novelty reads: policy (the heads' input), obs (normalised), layer1, "
+                        "layer2, ... (PPO hidden layers), all (obs + layers), deter, stoch (Dreamer state)")
+    p.add_argument("--skip", type=int, default=0, help="calibrate: first steps of an episode left unscored")
+    p.add_argument("--full-windows", action="store_true", help="calibrate: score only full windows")
+    p.add_argument("--statistic", choices=["max", "mean"], default="max",
+                   help="calibrate: episode statistic the AUROC ranks by (alarms read the max)")
+    p.add_argument("--horizon", type=int, default=20,
+                   help="eval: early-warning AUROC: the score at step t for a failure within this many steps")
     p.add_argument("--label", default=None, help="eval: name of the output files (default: from the env)")
     p.add_argument("--seed", type=int, default=0, help="eval: added to the evaluation seed")
 

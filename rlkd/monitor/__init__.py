@@ -7,11 +7,13 @@ conformal prediction; an alarm is raised when both exceed their thresholds.
 
 Modules, in the order data flows through them:
 
+* :mod:`~rlkd.monitor.views`: what a score can read of a step (observation, hidden layers, RSSM state);
 * :mod:`~rlkd.monitor.traces`: per-step records of a policy's episodes (``Policy.inspect``);
 * :mod:`~rlkd.monitor.scorers`: the learned scores (novelty, the ensemble uncertainty substitute);
 * :mod:`~rlkd.monitor.conformal`: windows and split-conformal thresholds;
 * :mod:`~rlkd.monitor.monitor`: the scores, thresholds and alarm rules together;
 * :mod:`~rlkd.monitor.workflow`: ``rlkd monitor calibrate`` (rollouts, fitting, the monitor folder);
+* :mod:`~rlkd.monitor.ranking`: threshold-free measures (AUROC, AP, early warning; bootstrap intervals);
 * :mod:`~rlkd.monitor.evaluation`: ``rlkd monitor eval`` (alarms against failures, plots, TensorBoard);
 * :mod:`~rlkd.monitor.online`: the per-step scorer of ``rlkd.load(run).monitor()``.
 """

@@ -34,6 +34,7 @@ import torch
 from rlkd.monitor.conformal import conformal_threshold, first_alarm, windowed
 from rlkd.monitor.scorers import EnsembleScorer, NoveltyScorer
 from rlkd.monitor.traces import Episode
+from rlkd.monitor.views import DEFAULT_VIEW
 
 SCORES = ("novelty", "uncertainty", "obs_novelty", "value", "jitter")
 RULES: dict[str, tuple[str, ...]] = {
@@ -45,6 +46,32 @@ RULES: dict[str, tuple[str, ...]] = {
     "value": ("value",),
     "jitter": ("jitter",),
 }
+
+
+STATISTICS = ("max", "mean")
+
+
+def scored_window(scores: np.ndarray, window: int, skip: int = 0, full: bool = False) -> np.ndarray:
+    """Windowed per-step ``scores`` ``(T,)`` with the unscored steps at -inf (never an alarm).
+
+    The first ``skip`` steps are dropped before windowing (no window reaches back into them); with
+    ``full`` a step is scored only once its window holds ``window`` steps.
+    """
+    out = np.full(len(scores), -np.inf)
+    kept = windowed(np.asarray(scores, np.float64)[skip:], window)
+    if full:
+        kept[: window - 1] = -np.inf
+    out[skip:] = kept
+    return out
+
+
+def episode_statistic(windowed_scores: np.ndarray, how: str) -> float:
+    """An episode's statistic of its windowed score: ``max`` or ``mean`` over the scored steps
+    (-inf when no step is scored)."""
+    scored = windowed_scores[np.isfinite(windowed_scores)]
+    if not len(scored):
+        return -np.inf
+    return float(scored.max() if how == "max" else scored.mean())
 
 
 def mode_change(mode: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -72,6 +99,17 @@ class MonitorConfig:
     deterministic: bool = True
     """Roll the policy out with its mode action (a deployed policy), as in calibration."""
     seed: int = 0
+    features: str = DEFAULT_VIEW
+    """What the novelty score reads (:mod:`rlkd.monitor.views`): policy (the embedding the policy's
+    heads read), obs (the normalised observation), layer1, layer2, ... (PPO: each hidden layer of the
+    actor), all (PPO: obs and every layer concatenated), deter or stoch (Dreamer: the RSSM state)."""
+    skip: int = 0
+    """Steps at an episode's start that no score reads (the start state is the rarest of all)."""
+    full_windows: bool = False
+    """Score a step only once its window holds ``window`` steps (the first steps are noisy means)."""
+    statistic: str = "max"
+    """Episode statistic the threshold-free measures rank episodes by: max or mean of the windowed
+    score (alarms always fire at the first step above threshold, i.e. they read the max)."""
 
 
 class Monitor:
@@ -79,27 +117,31 @@ class Monitor:
 
     Args:
         cfg: Options.
-        feature_dim: Size of the policy's embedding.
+        feature_dim: Size of the view the novelty score reads (``cfg.features``).
         obs_dim: Size of the pooled raw observation.
         action_dim: Size of the policy's mode action.
         state_uncertainty: Whether the policy reports a state-dependent action uncertainty (else the
             ensemble substitute is fitted).
+        ensemble_dim: Size of the policy's embedding the ensemble reads (default: ``feature_dim``).
     """
 
     def __init__(
-        self, cfg: MonitorConfig, feature_dim: int, obs_dim: int, action_dim: int, state_uncertainty: bool
-    ) -> None:
+        self, cfg: MonitorConfig, feature_dim: int, obs_dim: int, action_dim: int, state_uncertainty: bool,
+        ensemble_dim: int | None = None,
+    ) -> None:  # fmt: skip
         self.cfg = cfg
+        ensemble_dim = feature_dim if ensemble_dim is None else ensemble_dim
         self.dims = {
             "feature_dim": feature_dim,
             "obs_dim": obs_dim,
             "action_dim": action_dim,
             "state_uncertainty": state_uncertainty,
+            "ensemble_dim": ensemble_dim,
         }
         torch.manual_seed(cfg.seed)  # the random targets and initial weights
         self.novelty = NoveltyScorer(feature_dim, cfg.novelty)
         self.obs_novelty = NoveltyScorer(obs_dim, cfg.novelty)
-        self.ensemble = None if state_uncertainty else EnsembleScorer(feature_dim, action_dim, cfg.heads)
+        self.ensemble = None if state_uncertainty else EnsembleScorer(ensemble_dim, action_dim, cfg.heads)
         self.thresholds: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------ fitting
@@ -108,7 +150,9 @@ class Monitor:
         steps = lambda name: np.concatenate([getattr(e, name) for e in episodes])  # noqa: E731
         cfg = self.cfg
         curves = {
-            "novelty": self.novelty.fit(steps("features"), cfg.updates, cfg.lr, cfg.seed),
+            "novelty": self.novelty.fit(
+                np.concatenate([e.view(cfg.features) for e in episodes]), cfg.updates, cfg.lr, cfg.seed
+            ),
             "obs_novelty": self.obs_novelty.fit(steps("obs"), cfg.updates, cfg.lr, cfg.seed + 1),
         }
         if self.ensemble is not None:
@@ -120,6 +164,8 @@ class Monitor:
     def calibrate(self, episodes: list[Episode]) -> dict[str, Any]:
         """Set each score's threshold from the episode maxima of ``episodes`` (not used by :meth:`fit`)."""
         maxima = {name: np.array([self.scores(e)[name].max() for e in episodes]) for name in SCORES}
+        # The alarm fires at the first step above threshold, so its statistic is the max (whatever
+        # cfg.statistic says: that one only ranks episodes in the threshold-free measures).
         self.thresholds = {name: conformal_threshold(m, self.cfg.alpha) for name, m in maxima.items()}
         return {
             name: {
@@ -135,14 +181,15 @@ class Monitor:
     # ------------------------------------------------------------------------------------ scoring
     def raw_scores(
         self, features: np.ndarray, obs: np.ndarray, uncertainty: np.ndarray | None, value: np.ndarray,
-        jitter: np.ndarray,
+        jitter: np.ndarray, view: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:  # fmt: skip
-        """Per-step scores ``(T,)`` of steps ``(T, ...)`` before windowing (jitter: :func:`mode_change`)."""
+        """Per-step scores ``(T,)`` of steps ``(T, ...)`` before windowing (jitter: :func:`mode_change`;
+        ``view``: what the novelty reads, ``cfg.features``; default the policy's ``features``)."""
         if uncertainty is None:
             assert self.ensemble is not None, "the policy reports no uncertainty: the ensemble stands in"
             uncertainty = self.ensemble(features)
         return {
-            "novelty": self.novelty(features),
+            "novelty": self.novelty(features if view is None else view),
             "uncertainty": np.asarray(uncertainty, np.float64),
             "obs_novelty": self.obs_novelty(obs),
             "value": -np.asarray(value, np.float64),
@@ -153,12 +200,22 @@ class Monitor:
         """Windowed per-step scores ``(T,)`` of an episode, by score name."""
         previous = np.concatenate([episode.mode[:1], episode.mode[:-1]])  # no change at the first step
         jitter = mode_change(episode.mode, previous)
-        raw = self.raw_scores(episode.features, episode.obs, episode.uncertainty, episode.value, jitter)
-        return {name: windowed(x, self.cfg.window) for name, x in raw.items()}
+        view = episode.view(self.cfg.features)
+        raw = self.raw_scores(episode.features, episode.obs, episode.uncertainty, episode.value, jitter, view)
+        cfg = self.cfg
+        return {name: scored_window(x, cfg.window, cfg.skip, cfg.full_windows) for name, x in raw.items()}
+
+    def statistics(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
+        """Each score's episode statistic (``cfg.statistic``) from :meth:`scores`."""
+        return {name: episode_statistic(s, self.cfg.statistic) for name, s in scores.items()}
 
     def alarm_steps(self, episode: Episode) -> dict[str, int | None]:
         """The first alarm step of each rule in ``episode`` (None: no alarm)."""
-        exceed = {name: s > self.thresholds[name] for name, s in self.scores(episode).items()}
+        return self.alarms(self.scores(episode))
+
+    def alarms(self, scores: dict[str, np.ndarray]) -> dict[str, int | None]:
+        """The first alarm step of each rule given an episode's :meth:`scores` (None: no alarm)."""
+        exceed = {name: s > self.thresholds[name] for name, s in scores.items()}
         return {
             rule: first_alarm(np.logical_and.reduce([exceed[n] for n in names]))
             for rule, names in RULES.items()
@@ -170,6 +227,7 @@ class Monitor:
         return {
             "config": dataclasses.asdict(self.cfg),
             "dims": {k: bool(v) if k == "state_uncertainty" else int(v) for k, v in self.dims.items()},
+            # cfg.features etc. are plain strings, ints and bools in "config": weights_only loads them
             "thresholds": {k: float(v) for k, v in self.thresholds.items()},
             "novelty": self.novelty.state_dict(),
             "obs_novelty": self.obs_novelty.state_dict(),

@@ -14,7 +14,7 @@ import numpy as np
 
 from rlkd.agents import Policy
 from rlkd.monitor.monitor import RULES, SCORES, Monitor, mode_change
-from rlkd.monitor.traces import raw_input
+from rlkd.monitor.views import raw_input, step_views
 
 
 @dataclass
@@ -45,7 +45,8 @@ class OnlineMonitor:
         self.policy, self.monitor = policy, monitor
         self.window = monitor.cfg.window
         self._recent: np.ndarray | None = None  # (N, scores, window) raw scores, newest last
-        self._count: np.ndarray | None = None  # (N,) steps in the current episode, up to window
+        self._count: np.ndarray | None = None  # (N,) scored steps in the current episode, up to window
+        self._t: np.ndarray | None = None  # (N,) steps since the episode's start
         self._mode: np.ndarray | None = None  # (N, A) the last step's mode action
 
     def predict(
@@ -56,24 +57,31 @@ class OnlineMonitor:
         n = len(obs)
         if self._recent is None or len(self._recent) != n:
             self._recent = np.zeros((n, len(SCORES), self.window))
-            self._count = np.zeros(n, dtype=np.int64)
+            self._count, self._t = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
             episode_start = np.ones(n, dtype=bool)
         first = np.zeros(n, bool) if episode_start is None else np.asarray(episode_start, bool).reshape(n)
-        assert self._count is not None
-        self._count[first] = 0
-        mode = self.monitor.cfg.deterministic if deterministic is None else deterministic
-        step = self.policy.inspect(obs, first, mode)
+        assert self._count is not None and self._t is not None
+        self._count[first], self._t[first] = 0, 0
+        cfg = self.monitor.cfg
+        mode = cfg.deterministic if deterministic is None else deterministic
+        step, views = step_views(self.policy, obs, first, mode)
         previous = step.mode if self._mode is None or len(self._mode) != n else self._mode.copy()
         previous[first] = step.mode[first]  # no change at an episode's first step
         self._mode = step.mode
         jitter = mode_change(step.mode, previous)
-        raw = self.monitor.raw_scores(step.features, raw_input(obs), step.uncertainty, step.value, jitter)
-        self._recent = np.roll(self._recent, -1, axis=2)
-        self._recent[:, :, -1] = np.stack([raw[name] for name in SCORES], 1)
-        self._count = np.minimum(self._count + 1, self.window)
-        # Mean of the episode's last min(t + 1, window) raw scores (as conformal.windowed).
+        raw = self.monitor.raw_scores(step.features, raw_input(obs), step.uncertainty, step.value, jitter,
+                                      views.get(cfg.features, step.features))  # fmt: skip
+        # Steps before cfg.skip enter no window (as monitor.scored_window drops them).
+        live = self._t >= cfg.skip
+        self._recent[live] = np.roll(self._recent[live], -1, axis=2)
+        self._recent[live, :, -1] = np.stack([raw[name] for name in SCORES], 1)[live]
+        self._count[live] = np.minimum(self._count[live] + 1, self.window)
+        self._t += 1
+        # Mean of the episode's last min(scored steps, window) raw scores (as conformal.windowed).
         kept = np.arange(self.window)[None, :] >= self.window - self._count[:, None]  # (N, window)
-        means = (self._recent * kept[:, None, :]).sum(2) / self._count[:, None]
+        means = (self._recent * kept[:, None, :]).sum(2) / np.maximum(self._count, 1)[:, None]
+        scored = live & (self._count >= (self.window if cfg.full_windows else 1))
+        means[~scored] = -np.inf
         scores = {name: means[:, k] for k, name in enumerate(SCORES)}
         thresholds = self.monitor.thresholds
         rules = {

@@ -7,29 +7,14 @@ whether that episode counts, so the traces are exactly the episodes an evaluatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rlkd.agents import Policy
+from rlkd.monitor.views import DEFAULT_VIEW, raw_input, step_views
 
-POOLED_SIDE = 16
-"""Images are average-pooled to at most this side per channel for the raw-observation baseline."""
-
-
-def raw_input(obs: np.ndarray) -> np.ndarray:
-    """Observations ``(N, *obs_shape)`` as float32 vectors ``(N, D)``: images (rank 3) area-pooled to
-    at most ``POOLED_SIDE`` per side and scaled to [0, 1], anything else flattened."""
-    obs = np.asarray(obs)
-    if obs.ndim == 4:
-        channels_last = obs.shape[-1] <= 4
-        x = obs if channels_last else obs.transpose(0, 2, 3, 1)
-        n, h, w, c = x.shape
-        f = max(1, h // POOLED_SIDE)
-        x = x[:, : h // f * f, : w // f * f].astype(np.float32)
-        x = x.reshape(n, h // f, f, w // f, f, c).mean((2, 4))
-        return (x / 255.0).reshape(n, -1).astype(np.float32)
-    return obs.reshape(len(obs), -1).astype(np.float32)
+__all__ = ["Episode", "Tracer", "raw_input"]
 
 
 @dataclass
@@ -43,6 +28,8 @@ class Episode:
     mode: np.ndarray
     success: bool | None = None
     ret: float = 0.0
+    views: dict[str, np.ndarray] = field(default_factory=dict)
+    """Other views of the steps (:mod:`rlkd.monitor.views`) by name, ``(T, D)`` each."""
 
     @property
     def length(self) -> int:
@@ -53,24 +40,39 @@ class Episode:
         """Whether the episode failed (did not succeed); None for envs that report no success."""
         return None if self.success is None else not self.success
 
+    def view(self, name: str) -> np.ndarray:
+        """The steps' view ``name`` ``(T, D)``; ``all`` is assembled from ``obs`` and the layers when
+        it was not kept (it repeats them: keeping it would double the trace's memory)."""
+        if name == DEFAULT_VIEW:
+            return self.features
+        if name == "all" and name not in self.views:
+            layers = sorted((k for k in self.views if k.startswith("layer")), key=lambda k: int(k[5:]))
+            return np.concatenate([self.views["obs"], *(self.views[k] for k in layers)], 1)
+        return self.views[name]
+
 
 class Tracer:
     """Acts as ``policy`` does and records every step of the episodes :meth:`end` counts.
 
     Args:
         policy: A trained policy (its ``inspect`` gives features, uncertainty and value).
+        views: The views (:mod:`rlkd.monitor.views`) kept besides the features; None: every view
+            the policy has but ``all`` (:meth:`Episode.view` assembles it).
     """
 
     FIELDS = ("obs", "features", "uncertainty", "value", "mode")
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, views: tuple[str, ...] | None = ()) -> None:
         self.policy = policy
         self.obs_shape = policy.obs_shape
+        self.keep = views
         self.episodes: list[Episode] = []
+        self.available: list[str] = []
         self._open: dict[int, dict[str, list[np.ndarray]]] = {}
 
     def act(self, obs: np.ndarray, first: np.ndarray, deterministic: bool) -> np.ndarray:
-        step = self.policy.inspect(obs, first, deterministic)
+        step, views = step_views(self.policy, obs, first, deterministic)
+        self.available = sorted({*views, "all"} if "layer1" in views else views)
         rows = {
             "obs": raw_input(obs),
             "features": step.features,
@@ -78,17 +80,28 @@ class Tracer:
             "value": step.value,
             "mode": step.mode,
         }
+        for name, batch in views.items():
+            if name not in (DEFAULT_VIEW, "all") and self._kept(name):
+                rows[f"view:{name}"] = batch
         for i in range(len(obs)):
-            record = self._open.setdefault(i, {name: [] for name in self.FIELDS})
+            record = self._open.setdefault(i, {})
             for name, batch in rows.items():
                 if batch is not None:
-                    record[name].append(batch[i])
+                    record.setdefault(name, []).append(batch[i])
         return step.actions
+
+    def _kept(self, name: str) -> bool:
+        """Whether view ``name`` is recorded (``all`` is assembled from ``obs`` and the layers)."""
+        if self.keep is None or name in self.keep:
+            return True
+        return "all" in self.keep and (name == "obs" or name.startswith("layer"))
 
     def end(self, i: int, counted: bool, success: bool | None, ret: float) -> None:
         """Env ``i``'s episode ended: keep its steps if the evaluation counts it."""
         record = self._open.pop(i, None)
-        if not counted or record is None or not record["value"]:
+        if not counted or record is None or not record.get("value"):
             return
-        arrays = {name: np.stack(rows) if rows else None for name, rows in record.items()}
-        self.episodes.append(Episode(**arrays, success=success, ret=ret))  # type: ignore[arg-type]
+        arrays = {name: np.stack(rows) for name, rows in record.items()}
+        views = {name[5:]: arrays.pop(name) for name in list(arrays) if name.startswith("view:")}
+        arrays.setdefault("uncertainty", None)  # type: ignore[arg-type]  # the policy reports none
+        self.episodes.append(Episode(**arrays, success=success, ret=ret, views=views))  # type: ignore[arg-type]

@@ -20,12 +20,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlkd.errors import UserError
 from rlkd.monitor.conformal import min_calibration_episodes
-from rlkd.monitor.monitor import Monitor, MonitorConfig
+from rlkd.monitor.monitor import STATISTICS, Monitor, MonitorConfig
 from rlkd.monitor.traces import Episode, Tracer
+from rlkd.monitor.views import DEFAULT_VIEW, check_view, step_views
 
 MONITOR_DIR = "monitor"
 CALIBRATION_SEED_OFFSET = 20_000
@@ -58,11 +60,16 @@ def roll_out(
     episodes: int,
     seed_offset: int,
     deterministic: bool,
+    views: tuple[str, ...] | None = (),
 ) -> Rollout:
     """``episodes`` complete episodes of the run's policy, traced step by step.
 
+    Args:
+        views: The views of each step kept beside the policy's features (:class:`Tracer`; None: all).
+
     Raises:
-        UserError: No such run or policy, or an env whose spaces differ from the run's.
+        UserError: No such run or policy, an env whose spaces differ from the run's, or a view the
+            policy does not have.
     """
     from rlkd.analysis.evaluate import env_kwargs_of, eval_env, load_run_policy, run_episodes
     from rlkd.core.run import seed_everything
@@ -82,8 +89,9 @@ def roll_out(
     envs = eval_env(config, kwargs, min(episodes, 8), seed, render=False)
     try:
         _check_spaces(reference, envs, str(run.config["env_id"]), str(config["env_id"]))
+        _check_views(policy, reference, views, deterministic)
         seed_everything(seed)
-        tracer = Tracer(policy)
+        tracer = Tracer(policy, views)
         run_episodes(
             envs, tracer, episodes, seed, deterministic, False, str(config["env_id"]), on_end=tracer.end
         )
@@ -107,6 +115,33 @@ def _check_spaces(reference: Any, envs: Any, run_env: str, env_id: str) -> None:
             )
 
 
+def _check_views(policy: Any, reference: Any, views: tuple[str, ...] | None, deterministic: bool) -> None:
+    """Refuse an unknown view before any episode (one step of the 1-env reference env shows them)."""
+    if not views:
+        return
+    obs, _ = reference.reset(seed=0)
+    _, have = step_views(policy, obs, np.ones(len(obs), bool), deterministic)
+    available = sorted({*have, "all"} if "layer1" in have else have)
+    for name in views:
+        check_view(name, available)
+
+
+def check_config(cfg: MonitorConfig) -> None:
+    """Refuse options no monitor can use, before any episode.
+
+    Raises:
+        UserError: The option and what it takes.
+    """
+    if not 0.0 < cfg.fit_fraction < 1.0:
+        raise UserError(f"--fit-fraction must be between 0 and 1, got {cfg.fit_fraction}")
+    if cfg.updates < 1 or cfg.window < 1:
+        raise UserError(f"--updates and --window must be at least 1, got {cfg.updates} and {cfg.window}")
+    if cfg.skip < 0:
+        raise UserError(f"--skip must be 0 or more, got {cfg.skip}")
+    if cfg.statistic not in STATISTICS:
+        raise UserError(f"--statistic must be one of {', '.join(STATISTICS)}, got {cfg.statistic}")
+
+
 def calibrate(
     run_dir: Path,
     cfg: MonitorConfig,
@@ -117,12 +152,10 @@ def calibrate(
 ) -> dict[str, Any]:
     """Calibrate the monitor of a run and write ``<run>/monitor/`` (see the module docstring)."""
     need = min_calibration_episodes(cfg.alpha)
-    if not 0.0 < cfg.fit_fraction < 1.0:
-        raise UserError(f"--fit-fraction must be between 0 and 1, got {cfg.fit_fraction}")
-    if cfg.updates < 1 or cfg.window < 1:
-        raise UserError(f"--updates and --window must be at least 1, got {cfg.updates} and {cfg.window}")
+    check_config(cfg)
+    views = () if cfg.features == DEFAULT_VIEW else (cfg.features,)
     out = roll_out(
-        run_dir, checkpoint, env_id, env_kwargs, episodes, CALIBRATION_SEED_OFFSET, cfg.deterministic
+        run_dir, checkpoint, env_id, env_kwargs, episodes, CALIBRATION_SEED_OFFSET, cfg.deterministic, views
     )
     kept = [e for e in out.episodes if e.success is not False]
     n_fit = max(1, round(len(kept) * cfg.fit_fraction))
@@ -132,10 +165,7 @@ def calibrate(
             f"{need} to set thresholds after {cfg.fit_fraction:.0%} fit the scorers (about "
             f"{int(need / (1 - cfg.fit_fraction)) + 1}); run more --episodes or give a larger --alpha"
         )
-    first = kept[0]
-    mon = Monitor(
-        cfg, first.features.shape[1], first.obs.shape[1], first.mode.shape[1], first.uncertainty is not None
-    )
+    mon = monitor_for(cfg, kept[0])
     curves = mon.fit(kept[:n_fit])
     stats = mon.calibrate(kept[n_fit:])
     record = {
@@ -148,7 +178,7 @@ def calibrate(
         "successful": len(kept),
         "fit_episodes": n_fit,
         "calibration_episodes": len(kept) - n_fit,
-        "success_rate": None if first.success is None else len(kept) / len(out.episodes),
+        "success_rate": None if kept[0].success is None else len(kept) / len(out.episodes),
         "scores": stats,
         "fit_loss_curves": curves,
     }
@@ -159,6 +189,14 @@ def calibrate(
         cfg,
     )
     return record
+
+
+def monitor_for(cfg: MonitorConfig, episode: Episode) -> Monitor:
+    """An unfitted monitor sized for the policy whose steps ``episode`` holds."""
+    return Monitor(
+        cfg, episode.view(cfg.features).shape[1], episode.obs.shape[1], episode.mode.shape[1],
+        episode.uncertainty is not None, ensemble_dim=episode.features.shape[1],
+    )  # fmt: skip
 
 
 def _write(run_path: Path, state: dict[str, Any], record: dict[str, Any], cfg: MonitorConfig) -> None:
