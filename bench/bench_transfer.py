@@ -18,7 +18,7 @@ Stages, each kept when done (repeat the command after a kill; unfinished runs re
 
 Usage::
 
-    python bench/bench_transfer.py [--out runs/transfer_switch] [--seeds 1 2 3 4 5] [--steps 22000]
+    python bench/bench_transfer.py [--out runs/transfer_switch] [--seeds 1 2 3 4 5] [--steps 30000]
         [--agents dreamer naive-ft diswm diswm-eta0] [--parallel 2] [--analyse-only] [--force]
 
 Analysis (fixed before any target run; ``bench/results/transfer_switch/PLAN.md``): per agent and
@@ -285,9 +285,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/transfer_switch")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
-    parser.add_argument("--steps", type=int, default=22_000, help="target env steps per run")
+    parser.add_argument("--steps", type=int, default=30_000, help="target env steps per run")
     parser.add_argument("--source-steps", type=int, default=22_000, help="env steps of the source run")
-    parser.add_argument("--pretrain-updates", type=int, default=6_000)
+    parser.add_argument("--pretrain-updates", type=int, default=8_000)
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
     parser.add_argument("--analyse-only", action="store_true", help="skip training; analyse finished runs")
