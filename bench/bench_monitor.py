@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,198 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ================================================================================= candidate study
+# Issue 36's study (``--study candidates``): what is scored, RND vs RDD, windows and the episode
+# statistic, judged by threshold-free AUROC on the AGV shifts, a sensor fault and a pixel Dreamer
+# meeting the other colour set. Plan, fixed before any run: bench/results/monitor_candidates/PLAN.md.
+
+REACH_ENV = "rlkd/PointReach-Pixels-v1"
+SENSOR_FAULT = "sensor fault: lidar range 8 -> 1.5 m"
+BASE = {"alpha": ALPHA, "window": 5}
+CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
+    # One factor at a time around the default (policy embedding, RND, window 5, partial windows, max).
+    "agv": {"default": {}, "obs": {"features": "obs"}, "layer1": {"features": "layer1"},
+            "all": {"features": "all"}, "rdd": {"novelty": "rdd"}, "skip10": {"skip": 10},
+            "full": {"full_windows": True}, "mean": {"statistic": "mean"}},
+    "reach": {"default": {}, "deter": {"features": "deter"}, "stoch": {"features": "stoch"},
+              "obs": {"features": "obs"}, "rdd": {"novelty": "rdd"}, "skip10": {"skip": 10},
+              "full": {"full_windows": True}, "mean": {"statistic": "mean"}},
+}  # fmt: skip
+BASELINES = ("value", "obs_novelty", "uncertainty", "jitter")
+"""Scores every candidate monitor also computes; judged from the default candidate's monitor."""
+
+
+def study_envs(task: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Label -> (env id, env kwargs added to the run's) of a study task's envs."""
+    if task == "agv":
+        return {**shifts(), SENSOR_FAULT: (ENV, {"lidar_range": 1.5})}
+    return {"in-distribution": (REACH_ENV, {}), "colours: the other set": (REACH_ENV, {"color_set": "test"}),
+            "colours: none (fixed)": (REACH_ENV, {"color_set": "none"})}  # fmt: skip
+
+
+def train_reach(out: Path, seeds: list[int], steps: int) -> list[Path]:
+    """DreamerV2 pixel policies (``--preset cpu-pixels``) in the train colour set."""
+    runs = [out / f"dreamer__{seed}" for seed in seeds]
+    jobs = [(run, ["--agent", "dreamer", "--preset", "cpu-pixels", "--env", REACH_ENV, "--env-kwargs",
+                   "{color_set: train}", "--seed", str(seed), "--total-steps", str(steps),
+                   "--run-dir", str(run), "--torch-threads", "1"])
+            for run, seed in zip(runs, seeds, strict=True)]  # fmt: skip
+    run_all(jobs, parallel=1)
+    return runs
+
+
+def save_episodes(path: Path, episodes: list[Any]) -> None:
+    """Episodes as one compressed npz (fields concatenated over steps), written then renamed."""
+    cat = lambda get: np.concatenate([get(e) for e in episodes])  # noqa: E731
+    arrays = {"lengths": np.array([e.length for e in episodes]),
+              "ret": np.array([e.ret for e in episodes]),
+              "success": np.array([-1 if e.success is None else int(e.success) for e in episodes]),
+              }  # fmt: skip
+    for name in ("obs", "features", "value", "mode"):
+        arrays[name] = cat(lambda e, n=name: getattr(e, n))
+    if episodes[0].uncertainty is not None:
+        arrays["uncertainty"] = cat(lambda e: e.uncertainty)
+    for name in episodes[0].views:
+        arrays[f"view_{name}"] = cat(lambda e, n=name: e.views[n])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_episodes(path: Path) -> list[Any]:
+    from rlkd.monitor.traces import Episode
+
+    data = dict(np.load(path))
+    ends = np.cumsum(data["lengths"])
+    split = lambda x: np.split(x, ends[:-1])  # noqa: E731
+    fields = {n: split(data[n]) for n in ("obs", "features", "value", "mode")}
+    unc = split(data["uncertainty"]) if "uncertainty" in data else [None] * len(ends)
+    views = {k[5:]: split(v) for k, v in data.items() if k.startswith("view_")}
+    return [Episode(**{n: fields[n][i] for n in fields}, uncertainty=unc[i],
+                    success=None if data["success"][i] < 0 else bool(data["success"][i]),
+                    ret=float(data["ret"][i]),
+                    views={k: v[i] for k, v in views.items()}) for i in range(len(ends))]  # fmt: skip
+
+
+def rollouts(run: Path, task: str, calibration_episodes: int, episodes: int) -> dict[str, list[Any]]:
+    """Calibration and evaluation episodes of a run with every view kept, cached in ``run/study/``."""
+    from rlkd.monitor.workflow import CALIBRATION_SEED_OFFSET, EVAL_SEED_OFFSET, roll_out
+
+    folder = run / "study"
+    folder.mkdir(exist_ok=True)
+    jobs = {"calibration": (None, {}, calibration_episodes, CALIBRATION_SEED_OFFSET)}
+    jobs |= {label: (env, kw, episodes, EVAL_SEED_OFFSET) for label, (env, kw) in study_envs(task).items()}
+    out = {}
+    for i, (label, (env, kwargs, n, offset)) in enumerate(jobs.items()):
+        path = folder / f"rollout{i - 1 if i else 'cal'}_{n}.npz"
+        if not path.exists():
+            began = time.perf_counter()
+            ro = roll_out(run, "latest", env, kwargs, n, offset, True, views=None)
+            save_episodes(path, ro.episodes)
+            steps = sum(e.length for e in ro.episodes)
+            took = time.perf_counter() - began
+            print(f"{run.name} {label}: {n} episodes, {steps} steps, {took:.0f} s", flush=True)
+        out[label] = load_episodes(path)
+    return out
+
+
+def judge_candidate(options: dict[str, Any], eps: dict[str, list[Any]], horizon: int) -> dict[str, Any]:
+    """Fit and calibrate one candidate monitor; per env and score: episode statistics, failure flags,
+    first alarms and the early-warning points (plain lists, for JSON)."""
+    from rlkd.monitor import MonitorConfig
+    from rlkd.monitor.ranking import early_points
+    from rlkd.monitor.workflow import monitor_for
+
+    cfg = MonitorConfig(**BASE, **options)
+    kept = [e for e in eps["calibration"] if e.success is not False]
+    n_fit = round(len(kept) * cfg.fit_fraction)
+    mon = monitor_for(cfg, kept[0])
+    mon.fit(kept[:n_fit])
+    mon.calibrate(kept[n_fit:])
+    result: dict[str, Any] = {"calibration_successes": len(kept), "envs": {}}
+    for label, episodes in eps.items():
+        if label == "calibration":
+            continue
+        windowed = [mon.scores(e) for e in episodes]
+        failed = [bool(e.failed) for e in episodes]
+        env: dict[str, Any] = {"failed": failed, "statistic": {}, "alarm": {}, "early": {}}
+        for name in windowed[0]:
+            env["statistic"][name] = [mon.statistics(w)[name] for w in windowed]
+            s, y, i = early_points([w[name] for w in windowed], failed, horizon)
+            env["early"][name] = {"score": s.tolist(), "positive": y.tolist(), "episode": i.tolist()}
+        env["alarm"] = [mon.alarms(w) for w in windowed]
+        result["envs"][label] = env
+    return result
+
+
+def pool_study(results: list[dict[str, Any]], labels: list[str], score: str) -> tuple[np.ndarray, ...]:
+    """Episode statistics, failure flags and episode ids of ``score`` over seeds and ``labels``."""
+    stats, failed, ids, offset = [], [], [], 0
+    for res in results:
+        for label in labels:
+            env = res["envs"][label]
+            stats += env["statistic"][score]
+            failed += env["failed"]
+            ids += range(offset, offset + len(env["failed"]))
+            offset += len(env["failed"])
+    return np.array(stats, np.float64), np.array(failed, bool), np.array(ids)
+
+
+def analyse_study(task: str, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """By the PLAN: harmful shifts, each candidate's (and baseline's) pooled AUROC, the decision."""
+    from rlkd.monitor.ranking import auroc_difference, bootstrap
+
+    default = results["default"]
+    labels = list(default[0]["envs"])
+    success = {lb: 1 - float(np.mean([f for r in default for f in r["envs"][lb]["failed"]])) for lb in labels}
+    own = success["in-distribution"]
+    harmful = [lb for lb in labels if lb != "in-distribution" and success[lb] < own - 0.1]
+    pooled_labels = ["in-distribution", *harmful]
+    entries = {f"candidate {c}": (res, "novelty") for c, res in results.items()}
+    entries |= {f"baseline {s}": (default, s) for s in BASELINES}
+    value = pool_study(default, pooled_labels, "value")
+    table: dict[str, Any] = {}
+    for name, (res, score) in entries.items():
+        stat, failed, ids = pool_study(res, pooled_labels, score)
+        per_env = {}
+        for lb in harmful:
+            s, f, i = pool_study(res, [lb], score)
+            per_env[lb] = bootstrap(s, f, i, len(i), 2000, 0)["auroc"]
+        table[name] = {"pooled": bootstrap(stat, failed, ids, len(ids), 2000, 0)["auroc"],
+                       "vs_value": auroc_difference(stat, value[0], failed, ids, len(ids)),
+                       "per_env": per_env}  # fmt: skip
+    wins = [n for n, r in table.items() if n.startswith("candidate") and r["vs_value"]["ci95"][0] > 0
+            and r["pooled"]["ci95"][0] > 0.5]  # fmt: skip
+    best = max(table, key=lambda n: table[n]["pooled"]["value"])
+    winner = max(wins, key=lambda n: table[n]["pooled"]["value"]) if wins else None
+    return {"task": task, "success": success, "harmful": harmful, "auroc": table, "winner": winner,
+            "best_measured": best}  # fmt: skip
+
+
+def study(args: argparse.Namespace) -> None:
+    """Train (kept if done), roll out (cached), judge every candidate (cached) and analyse."""
+    out = Path(args.out)
+    summary = {}
+    for task in args.tasks:
+        folder = out / task
+        folder.mkdir(parents=True, exist_ok=True)
+        runs = (train(folder, args.seeds, args.steps) if task == "agv"
+                else train_reach(folder, args.seeds, args.reach_steps))  # fmt: skip
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c in CANDIDATES[task]}
+        for run in runs:
+            eps = rollouts(run, task, args.calibration_episodes, args.episodes)
+            for cand, options in CANDIDATES[task].items():
+                path = run / "study" / f"candidate_{cand}_{args.episodes}.json"
+                if not path.exists():
+                    began = time.perf_counter()
+                    path.write_text(json.dumps(judge_candidate(options, eps, args.horizon)))
+                    print(f"{run.name} {cand}: {time.perf_counter() - began:.0f} s", flush=True)
+                results[cand].append(json.loads(path.read_text()))
+        summary[task] = analyse_study(task, results)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps({t: {k: v for k, v in s.items() if k != "auroc"} for t, s in summary.items()}, indent=1))
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -157,7 +350,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150_000)
     parser.add_argument("--calibration-episodes", type=int, default=200)
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--study", choices=["shifts", "candidates"], default="shifts",
+                        help="shifts: the FIPER benchmark above; candidates: issue 36's study (its PLAN.md)")
+    parser.add_argument("--tasks", nargs="+", choices=["agv", "reach"], default=["agv", "reach"])
+    parser.add_argument("--reach-steps", type=int, default=22_000, help="candidates: Dreamer pixel env steps")
+    parser.add_argument("--horizon", type=int, default=20, help="candidates: early-warning steps ahead")
     args = parser.parse_args()
+    if args.study == "candidates":
+        study(args)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = train(out, args.seeds, args.steps)

@@ -194,3 +194,17 @@ def test_unknown_view_and_bad_options_are_one_error_line(ppo_run: Path, capsys) 
     assert "--skip must be 0 or more" in err
     err = error_line(capsys, ["monitor", "eval", str(ppo_run), "--horizon", "0"])
     assert "--horizon must be at least 1" in err
+
+
+def test_paired_auroc_difference_cancels_on_the_same_resamples() -> None:
+    from rlkd.monitor.ranking import auroc_difference
+
+    rng = np.random.default_rng(1)
+    positive = np.arange(40) % 3 == 0
+    a, b = rng.normal(size=40) + positive, rng.normal(size=40)
+    ids = np.arange(40)
+    same = auroc_difference(a, a, positive, ids, 40, resamples=100)
+    assert same == {"value": 0.0, "ci95": [0.0, 0.0]}  # paired: identical scores differ by 0 on every draw
+    diff = auroc_difference(a, b, positive, ids, 40, resamples=100)
+    assert diff["value"] == pytest.approx(auroc(a, positive) - auroc(b, positive))
+    assert diff["ci95"][0] <= diff["value"] <= diff["ci95"][1]
