@@ -119,7 +119,9 @@ class PPOConfig(TrainConfig):
     int_output_dim: int | None = None
     """Intrinsic target/predictor output size; none: module default (RND 128, RDD 64 vectors; 512 pixels)."""
     rdd_sigma: float | None = None
-    """Std of RDD's target distribution; none: the paper's default (1)."""
+    """Std of RDD's target distribution; none: the module's default (1, reported as the paper's)."""
+    rdd_target_mean: float | None = None
+    """Offset m of RDD's target mean mu(s) + m; none: the module's default (1, reported as the paper's)."""
     int_init_steps: int = 4_096
     """Random-agent env steps used to initialise the intrinsic module's observation statistics."""
 
@@ -260,7 +262,7 @@ class PPO:
         self.intrinsic = make_intrinsic(
             cfg.intrinsic, obs_space, cfg.num_envs, gamma_int=cfg.gamma_int,
             update_proportion=proportion, output_dim=cfg.int_output_dim,
-            rdd_sigma=cfg.rdd_sigma, device=device,
+            rdd_sigma=cfg.rdd_sigma, rdd_target_mean=cfg.rdd_target_mean, device=device,
         )  # fmt: skip
         int_head = self.intrinsic is not None
         net = ActorCritic(obs_space, action_space, cfg.hidden_size, int_head, cfg.policy_net)

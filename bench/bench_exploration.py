@@ -57,7 +57,7 @@ RDD_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rdd_d256_s1_m1": ("rdd", ("--int-output-dim", "256")),
     "rdd_d64_s0.1_m1": ("rdd", ("--rdd-sigma", "0.1")),
     "rdd_d64_s0.5_m1": ("rdd", ("--rdd-sigma", "0.5")),
-    "rdd_d64_s1_m0": ("rdd", ("--rdd-target-mean", "0")),  # needs that flag in rlkd train (PLAN.md)
+    "rdd_d64_s1_m0": ("rdd", ("--rdd-target-mean", "0")),
 }
 
 
@@ -168,7 +168,7 @@ def rdd_study(args: argparse.Namespace) -> None:
     from rlkd.analysis import report
 
     metrics = ["charts/success_rate", "charts/episodic_return"]
-    group_by = ["env_id", "intrinsic", "int_output_dim", "rdd_sigma"]
+    group_by = ["env_id", "intrinsic", "int_output_dim", "rdd_sigma", "rdd_target_mean"]
     for task_name in args.tasks:
         runs_root = out / "runs" / task_name
         if runs_root.is_dir() and any(runs_root.iterdir()):

@@ -321,3 +321,15 @@ def test_rnd_bonus_falls_for_trained_states() -> None:
     after = module.bonus(seen).mean().item()
     assert after < 0.1 * before
     assert module.bonus(unseen).mean().item() > 3 * after
+
+
+def test_rdd_target_mean_offsets_the_bonus_of_an_untrained_predictor() -> None:
+    # b(s) = ||f(s) - (mu(s) + m)||^2 / d: with the same networks, moving m from 0 to 1 changes the
+    # bonus by exactly 1 - 2 * mean(f - mu) over the output (a hand expansion of the square).
+    torch.manual_seed(0)
+    zero = _module("rdd", rdd_target_mean=0.0)
+    one = _module("rdd", rdd_target_mean=1.0)
+    one.load_state_dict(zero.state_dict())
+    obs = torch.randn(8, 6)
+    gap = (zero.predictor(zero.normalize_obs(obs)) - zero.target(zero.normalize_obs(obs))).mean(-1)
+    torch.testing.assert_close(one.bonus(obs) - zero.bonus(obs), 1.0 - 2.0 * gap)

@@ -529,6 +529,7 @@ def make_intrinsic(
     update_proportion: float | None = None,
     output_dim: int | None = None,
     rdd_sigma: float | None = None,
+    rdd_target_mean: float | None = None,
     device: str | torch.device = "cpu",
     frame_channels: int | None = None,
 ) -> IntrinsicModule | None:
@@ -543,6 +544,7 @@ def make_intrinsic(
             rule, :func:`rnd_update_proportion`.
         output_dim: Embedding size; default 512 for pixels, 128 (RND) or 64 (RDD) for vectors.
         rdd_sigma: RDD target standard deviation (default 1.0); ignored by RND.
+        rdd_target_mean: RDD target mean offset m (default 1.0); ignored by RND.
         device: Device of the module.
         frame_channels: Channels of the most recent frame in pixel observations (default: guessed).
 
@@ -575,6 +577,7 @@ def make_intrinsic(
             update_proportion=update_proportion,
             output_dim=output_dim,
             sigma=1.0 if rdd_sigma is None else rdd_sigma,
+            target_mean=1.0 if rdd_target_mean is None else rdd_target_mean,
             frame_channels=frame_channels,
         )
     return module.to(device)
