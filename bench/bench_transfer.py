@@ -86,7 +86,12 @@ def teacher(out: Path, args: argparse.Namespace) -> Path:
     return run
 
 
-def jobs(out: Path, args: argparse.Namespace, pretrained: Path) -> list[tuple[Path, list[str]]]:
+def needs_teacher(agents: list[str]) -> bool:
+    """Whether any of ``agents`` starts from or distils the pretrained teacher."""
+    return any(name != "dreamer" for name in agents)
+
+
+def jobs(out: Path, args: argparse.Namespace, pretrained: Path | None) -> list[tuple[Path, list[str]]]:
     """(run folder, ``rlkd train`` arguments) of every agent and seed, seeds first."""
     todo = []
     for seed, name in itertools.product(args.seeds, args.agents):
@@ -95,7 +100,7 @@ def jobs(out: Path, args: argparse.Namespace, pretrained: Path) -> list[tuple[Pa
                 "{color_set: train}", "--color-switch", "--seed", str(seed),
                 "--total-steps", str(args.steps), "--run-dir", str(run),
                 "--checkpoint-interval", str(args.steps // 4)]  # fmt: skip
-        if name != "dreamer":
+        if needs_teacher([name]):
             argv += ["--pretrained", str(pretrained)]
         todo.append((run, argv))
     return todo
@@ -296,7 +301,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.analyse_only:
-        pretrained = teacher(out, args)
+        # DreamerV2 never reads the teacher: its runs need neither the teacher nor its probe gate.
+        pretrained = teacher(out, args) if needs_teacher(args.agents) else None
         run_all(jobs(out, args, pretrained), args.parallel)
     analyse(out, args)
 

@@ -25,6 +25,10 @@ def test_jobs_follow_the_papers_protocol_at_one_budget(tmp_path: Path) -> None:
     assert "--official-frozen-eta" in argv and argv[argv.index("--distill-window") + 1] == "50"
     control = dict(jobs)[tmp_path / "diswm-eta0__1"]
     assert control[control.index("--eta-init") + 1] == "0" and "--distill-window" not in control
+    # DreamerV2 alone runs without a teacher (no pretraining, no probe gate).
+    assert not bench.needs_teacher(["dreamer"]) and bench.needs_teacher(["dreamer", "diswm-eta0"])
+    alone = bench.jobs(tmp_path, argparse.Namespace(seeds=[1], agents=["dreamer"], steps=30_000), None)
+    assert "--pretrained" not in alone[0][1]
     naive = dict(jobs)[tmp_path / "naive-ft__1"]
     assert naive[naive.index("--finetune") + 1] == "naive"
 
