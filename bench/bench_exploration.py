@@ -101,9 +101,16 @@ def run_jobs(jobs: list[Job], parallel: int) -> None:
                 print(f"[{time.time() - start:6.0f}s] {status} {name}", flush=True)
 
 
+def finished(run_dir: Path, total: int) -> bool:
+    """Whether a run reached ``total`` env steps: it has a checkpoint at or past it (the last
+    iteration rounds up to whole rollouts: 300,000 steps of 8 x 128 end at 300,032)."""
+    steps = [int(p.stem.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*.pt")]
+    return max(steps, default=-1) >= total
+
+
 def run_state(run_dir: Path, total: int) -> str:
     """``done`` (its final checkpoint exists), ``resume`` (a folder from a started run) or ``new``."""
-    if (run_dir / "checkpoints" / f"step_{total:012d}.pt").exists():
+    if finished(run_dir, total):
         return "done"
     # A run folder is created whole (config.yaml first) or not at all, so config.yaml marks a run
     # that started; rlkd resume continues it from its newest checkpoint (or from step 0).
@@ -176,6 +183,10 @@ def rdd_study(args: argparse.Namespace) -> None:
                 [str(runs_root)], out=out / f"report_{task_name}", metrics=metrics, group_by=group_by
             )
             print(rep.text)
+    from rdd_decision import decide
+
+    decide(out, {t: args.total_steps or TASKS[t].total_steps for t in args.tasks})
+    print((out / "decision.md").read_text())
     print(f"total wall time: {time.time() - start:.0f}s")
 
 

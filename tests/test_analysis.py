@@ -329,3 +329,17 @@ def test_report_writes_profiles_and_pairwise_improvement(tmp_path: Path) -> None
     assert runs / "report" / "charts_episodic_return_profile.png" in rep.files
     assert "P(none better than rnd) on final charts/episodic_return: 0.00" in rep.text
     assert "episodic_return IQM (95% CI)" in rep.text
+
+
+def test_mean_difference_interval_by_hand() -> None:
+    from rlkd.analysis.numerics import mean_difference_interval
+
+    # y is constant, so every resample's difference is a resampled mean of x: inside [min x, max x].
+    d, lo, hi = mean_difference_interval(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0]))
+    assert d == 2.0 and 1.0 <= lo < d < hi <= 3.0
+    assert mean_difference_interval(np.array([1.0, 1.0]), np.array([0.25, 0.25])) == (0.75, 0.75, 0.75)
+    # Swapping the groups negates the estimate and mirrors the interval (same resampling seed).
+    x, y = np.array([0.1, 0.9, 0.4, 0.8]), np.array([0.0, 0.3, 0.2])
+    a, b = mean_difference_interval(x, y), mean_difference_interval(y, x)
+    assert a[0] == pytest.approx(-b[0]) and a[1] < a[0] < a[2]
+    assert np.isnan(mean_difference_interval(np.array([1.0]), np.array([0.0, 1.0]))[1])
