@@ -287,6 +287,36 @@ def pool_study(results: list[dict[str, Any]], labels: list[str], score: str) -> 
     return np.array(stats, np.float64), np.array(failed, bool), np.array(ids)
 
 
+def early_auroc(results: list[dict[str, Any]], labels: list[str], score: str) -> dict[str, Any]:
+    """Early-warning AUROC (the score at a step predicts a failure within the horizon) over seeds and
+    ``labels``, with its 95% interval from resampling episodes."""
+    from rlkd.monitor.ranking import bootstrap
+
+    scores, positive, ids, offset = [], [], [], 0
+    for res in results:
+        for label in labels:
+            env = res["envs"][label]
+            early = env["early"][score]
+            scores += early["score"]
+            positive += early["positive"]
+            ids += [offset + i for i in early["episode"]]
+            offset += len(env["failed"])
+    return bootstrap(np.array(scores), np.array(positive, bool), np.array(ids, int), offset, 2000, 0)["auroc"]
+
+
+def alarm_rates(results: list[dict[str, Any]], labels: list[str]) -> dict[str, float]:
+    """The conformal novelty rule's alarm rate on failed and on successful episodes (TPR, FPR) over
+    ``labels``, and its false-alarm rate on in-distribution successes (bounded by alpha)."""
+    def rate(label_set: list[str], want_failed: bool) -> float:
+        envs = [r["envs"][lb] for r in results for lb in label_set]
+        hits = [a["novelty"] is not None for env in envs
+                for a, f in zip(env["alarm"], env["failed"], strict=True) if f == want_failed]  # fmt: skip
+        return float(np.mean(hits)) if hits else float("nan")
+
+    in_distribution = rate(labels[:1], False)
+    return {"tpr": rate(labels, True), "fpr": rate(labels, False), "fpr_in_distribution": in_distribution}
+
+
 def analyse_study(task: str, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """By the PLAN: harmful shifts, each candidate's (and baseline's) pooled AUROC, the decision."""
     from rlkd.monitor.ranking import auroc_difference, bootstrap
@@ -307,9 +337,12 @@ def analyse_study(task: str, results: dict[str, list[dict[str, Any]]]) -> dict[s
         for lb in harmful:
             s, f, i = pool_study(res, [lb], score)
             per_env[lb] = bootstrap(s, f, i, len(i), 2000, 0)["auroc"]
-        table[name] = {"pooled": bootstrap(stat, failed, ids, len(ids), 2000, 0)["auroc"],
+        pooled_boot = bootstrap(stat, failed, ids, len(ids), 2000, 0)
+        table[name] = {"pooled": pooled_boot["auroc"], "ap": pooled_boot["ap"],
                        "vs_value": auroc_difference(stat, value[0], failed, ids, len(ids)),
-                       "per_env": per_env}  # fmt: skip
+                       "early": early_auroc(res, pooled_labels, score), "per_env": per_env}  # fmt: skip
+        if name.startswith("candidate"):
+            table[name]["alarm"] = alarm_rates(res, pooled_labels)
     wins = [n for n, r in table.items() if n.startswith("candidate") and r["vs_value"]["ci95"][0] > 0
             and r["pooled"]["ci95"][0] > 0.5]  # fmt: skip
     best = max(table, key=lambda n: table[n]["pooled"]["value"])
@@ -339,7 +372,31 @@ def study(args: argparse.Namespace) -> None:
                 results[cand].append(json.loads(path.read_text()))
         summary[task] = analyse_study(task, results)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps({t: {k: v for k, v in s.items() if k != "auroc"} for t, s in summary.items()}, indent=1))
+    (out / "summary.md").write_text(study_markdown(summary))
+    print(study_markdown(summary))
+
+
+def study_markdown(summary: dict[str, Any]) -> str:
+    """Per task: the policy's success per env, the harmful shifts, and every candidate's and
+    baseline's pooled AUROC, AUROC - value's, AP, early-warning AUROC and per-shift AUROC."""
+    cell = lambda m: f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"  # noqa: E731
+    lines = []
+    for task, s in summary.items():
+        rates = ", ".join(f"{lb} {v:.2f}" for lb, v in s["success"].items())
+        harmful = ", ".join(s["harmful"]) or "none"
+        lines += [f"## {task}", "", f"Success (seeds pooled): {rates}.", f"Harmful: {harmful}.",
+                  "", "| score | AUROC pooled | AUROC - value | AP | early AUROC | "
+                  + " | ".join(f"AUROC {lb}" for lb in s["harmful"]) + " | alarm TPR / FPR (in-dist.) |",
+                  "|---" * (6 + len(s["harmful"])) + "|"]  # fmt: skip
+        for name, r in s["auroc"].items():
+            per_env = " | ".join(cell(r["per_env"][lb]) for lb in s["harmful"])
+            a = r.get("alarm")
+            rule = f"{a['tpr']:.2f} / {a['fpr']:.2f} ({a['fpr_in_distribution']:.2f})" if a else "-"
+            lines.append(f"| {name} | {cell(r['pooled'])} | {cell(r['vs_value'])} | {cell(r['ap'])} | "
+                         f"{cell(r['early'])} | {per_env} | {rule} |")  # fmt: skip
+        lines += ["", f"Winner (beats value and the random alarm): {s['winner'] or 'none'}; "
+                  f"best measured: {s['best_measured']}.", ""]  # fmt: skip
+    return "\n".join(lines)
 
 
 def main() -> None:
