@@ -40,18 +40,19 @@ def seed_order(run: Path) -> tuple[str, int]:
 
 
 def cell_values(root: Path, total: int) -> dict[str, dict[str, list[float]]]:
-    """Cell name -> metric -> one value per finished seed (its ``total``-step checkpoint exists),
-    from ``root/<cell>__seed<N>/`` folders; cells in the order of their first seed's folder."""
-    from bench_exploration import finished
+    """Cell name -> metric -> one value per finished seed (a checkpoint at or past ``total``), from
+    ``root/<cell>__seed<N>/`` folders; cells in the PLAN's order (``RDD_CONFIGS``), then any other."""
+    from bench_exploration import RDD_CONFIGS, finished
 
     cells: dict[str, dict[str, list[float]]] = {}
     for run in sorted(root.glob("*__seed*"), key=seed_order):
         if not finished(run, total) or (out := run_outcome(run)) is None:
             continue
-        cell = cells.setdefault(run.name.split("__seed")[0], {k: [] for k in ("success", "return", "found")})
+        cell = cells.setdefault(seed_order(run)[0], {k: [] for k in out})
         for key, value in out.items():
             cell[key].append(value)
-    return cells
+    order = [*RDD_CONFIGS, *sorted(set(cells) - set(RDD_CONFIGS))]
+    return {name: cells[name] for name in order if name in cells}
 
 
 def summarise(cells: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, Any]]:
