@@ -333,8 +333,8 @@ def analyse_study(task: str, results: dict[str, list[dict[str, Any]]]) -> dict[s
     table: dict[str, Any] = {}
     for name, (res, score) in entries.items():
         stat, failed, ids = pool_study(res, pooled_labels, score)
-        per_env = {}
-        for lb in harmful:
+        per_env = {}  # every shift, harmful or not (benign ones: reported, not decided on)
+        for lb in labels[1:]:
             s, f, i = pool_study(res, [lb], score)
             per_env[lb] = bootstrap(s, f, i, len(i), 2000, 0)["auroc"]
         pooled_boot = bootstrap(stat, failed, ids, len(ids), 2000, 0)
@@ -384,12 +384,13 @@ def study_markdown(summary: dict[str, Any]) -> str:
     for task, s in summary.items():
         rates = ", ".join(f"{lb} {v:.2f}" for lb, v in s["success"].items())
         harmful = ", ".join(s["harmful"]) or "none"
+        shifted = [lb for lb in s["success"] if lb != "in-distribution"]
         lines += [f"## {task}", "", f"Success (seeds pooled): {rates}.", f"Harmful: {harmful}.",
                   "", "| score | AUROC pooled | AUROC - value | AP | early AUROC | "
-                  + " | ".join(f"AUROC {lb}" for lb in s["harmful"]) + " | alarm TPR / FPR (in-dist.) |",
-                  "|---" * (6 + len(s["harmful"])) + "|"]  # fmt: skip
+                  + " | ".join(f"AUROC {lb}" + (" (harmful)" if lb in s["harmful"] else "") for lb in shifted)
+                  + " | alarm TPR / FPR (in-dist.) |", "|---" * (6 + len(shifted)) + "|"]  # fmt: skip
         for name, r in s["auroc"].items():
-            per_env = " | ".join(cell(r["per_env"][lb]) for lb in s["harmful"])
+            per_env = " | ".join(cell(r["per_env"][lb]) for lb in shifted)
             a = r.get("alarm")
             rule = f"{a['tpr']:.2f} / {a['fpr']:.2f} ({a['fpr_in_distribution']:.2f})" if a else "-"
             lines.append(f"| {name} | {cell(r['pooled'])} | {cell(r['vs_value'])} | {cell(r['ap'])} | "
