@@ -22,7 +22,8 @@ SUCCESS, RETURN = "charts/success_rate", "charts/episodic_return"
 
 
 def run_outcome(run: Path) -> dict[str, float] | None:
-    """success, return and found (1.0 / 0.0) of one finished run; None when nothing is logged."""
+    """success, return and found (1.0 / 0.0) of one finished run, and (diagnostic) the std the
+    intrinsic reward was divided by at the end; None when nothing is logged."""
     from rlkd.analysis import load_run
 
     scalars = load_run(run).scalars
@@ -30,7 +31,20 @@ def run_outcome(run: Path) -> dict[str, float] | None:
         return None
     rates = scalars[SUCCESS].values
     return {"success": float(rates[-1]), "return": float(scalars[RETURN].values[-1]),
-            "found": float((rates > 0).any())}  # fmt: skip
+            "found": float((rates > 0).any()), "int_return_std": intrinsic_return_std(run)}  # fmt: skip
+
+
+def intrinsic_return_std(run: Path) -> float:
+    """The running std of the intrinsic return in the run's newest checkpoint (NaN without one):
+    the scale the bonus is divided by (RND's normalisation, over the whole run)."""
+    from rlkd.core.run import load_data_file
+
+    newest = max((run / "checkpoints").glob("step_*.pt"), default=None)
+    if newest is None:
+        return float("nan")
+    intrinsic = load_data_file(newest, "checkpoint", "rerun it")["state"].get("intrinsic") or {}
+    var = intrinsic.get("reward_scaler.stats.var")
+    return float("nan") if var is None else float(var) ** 0.5
 
 
 def seed_order(run: Path) -> tuple[str, int]:
@@ -66,8 +80,10 @@ def summarise(cells: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, A
 
     table: dict[str, dict[str, Any]] = {}
     for name, cell in cells.items():
+        scale = float(np.median(cell.get("int_return_std", [np.nan])))  # diagnostic, not in the rule
         row: dict[str, Any] = {"seeds": len(cell["success"]), "found": int(sum(cell["found"])),
-                               "success": band(cell["success"]), "return": band(cell["return"])}  # fmt: skip
+                               "success": band(cell["success"]), "return": band(cell["return"]),
+                               "int_return_std": scale}  # fmt: skip
         for ref in (DEFAULT, "rnd"):
             if ref in cells and ref != name:
                 x, y = cell["success"], cells[ref]["success"]
@@ -126,14 +142,14 @@ def markdown(task: str, table: dict[str, dict[str, Any]]) -> str:
     """One task's table: cells with success, return, found, and the comparisons."""
     fmt = lambda b: f"{b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}]"  # noqa: E731
     head = ("| cell | seeds | found | success [95% CI] | return [95% CI] | success - default [95% CI] "
-            "| P(> default) | success - RND [95% CI] |")  # fmt: skip
-    lines = [f"### {task}", "", head, "|---" * 8 + "|"]
+            "| P(> default) | success - RND [95% CI] | int. return std at the end (median) |")  # fmt: skip
+    lines = [f"### {task}", "", head, "|---" * 9 + "|"]
     for name, r in table.items():
         vs_d, vs_r = r.get(f"vs_{DEFAULT}"), r.get("vs_rnd")
         p_d = f"{vs_d['p_improvement'][0]:.2f}" if vs_d else "-"
         lines.append(f"| `{name}` | {r['seeds']} | {r['found']} | {fmt(r['success'])} | {fmt(r['return'])} | "
                      f"{fmt(vs_d['difference']) if vs_d else '-'} | {p_d} | "
-                     f"{fmt(vs_r['difference']) if vs_r else '-'} |")  # fmt: skip
+                     f"{fmt(vs_r['difference']) if vs_r else '-'} | {r['int_return_std']:.3g} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
