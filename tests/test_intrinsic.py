@@ -67,7 +67,8 @@ def test_bad_update_proportion_and_sigma() -> None:
 
 def test_defaults_follow_papers() -> None:
     rnd, rdd = _module("rnd"), _module("rdd")
-    assert rnd.output_dim == 128 and rdd.output_dim == 64  # reported as the RDD paper's, not verified (docs/exploration.md)
+    # RDD's 64: reported as the paper's, not verified (docs/exploration.md).
+    assert rnd.output_dim == 128 and rdd.output_dim == 64
     assert _module("rdd", ATARI_SPACE).output_dim == 512  # RDD/RND papers: 512 on Atari
     assert isinstance(rdd, RDD) and rdd.sigma == 1.0 and rdd.target_mean == 1.0
     # The RND rule, min(1, 32 / num_envs): CleanRL's 0.25 at 128 envs, the RND code's 1.0 at 32.
