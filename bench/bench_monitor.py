@@ -307,14 +307,16 @@ def early_auroc(results: list[dict[str, Any]], labels: list[str], score: str) ->
 def alarm_rates(results: list[dict[str, Any]], labels: list[str]) -> dict[str, float]:
     """The conformal novelty rule's alarm rate on failed and on successful episodes (TPR, FPR) over
     ``labels``, and its false-alarm rate on in-distribution successes (bounded by alpha)."""
-    def rate(label_set: list[str], want_failed: bool) -> float:
+    def hits(label_set: list[str], want_failed: bool) -> list[bool]:
         envs = [r["envs"][lb] for r in results for lb in label_set]
-        hits = [a["novelty"] is not None for env in envs
+        return [a["novelty"] is not None for env in envs
                 for a, f in zip(env["alarm"], env["failed"], strict=True) if f == want_failed]  # fmt: skip
-        return float(np.mean(hits)) if hits else float("nan")
 
-    in_distribution = rate(labels[:1], False)
-    return {"tpr": rate(labels, True), "fpr": rate(labels, False), "fpr_in_distribution": in_distribution}
+    rate = lambda h: float(np.mean(h)) if h else float("nan")  # noqa: E731
+    own = hits(labels[:1], False)
+    return {"tpr": rate(hits(labels, True)), "fpr": rate(hits(labels, False)),
+            "fpr_in_distribution": rate(own), "in_distribution_alarms": int(sum(own)),
+            "in_distribution_successes": len(own)}  # fmt: skip
 
 
 def analyse_study(task: str, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -388,11 +390,13 @@ def study_markdown(summary: dict[str, Any]) -> str:
         lines += [f"## {task}", "", f"Success (seeds pooled): {rates}.", f"Harmful: {harmful}.",
                   "", "| score | AUROC pooled | AUROC - value | AP | early AUROC | "
                   + " | ".join(f"AUROC {lb}" + (" (harmful)" if lb in s["harmful"] else "") for lb in shifted)
-                  + " | alarm TPR / FPR (in-dist.) |", "|---" * (6 + len(shifted)) + "|"]  # fmt: skip
+                  + " | novelty alarm TPR / FPR (in-dist. false alarms) |",
+                  "|---" * (6 + len(shifted)) + "|"]  # fmt: skip
         for name, r in s["auroc"].items():
             per_env = " | ".join(cell(r["per_env"][lb]) for lb in shifted)
             a = r.get("alarm")
-            rule = f"{a['tpr']:.2f} / {a['fpr']:.2f} ({a['fpr_in_distribution']:.2f})" if a else "-"
+            own = f"{a['in_distribution_alarms']}/{a['in_distribution_successes']}" if a else ""
+            rule = f"{a['tpr']:.2f} / {a['fpr']:.2f} ({own})" if a else "-"
             lines.append(f"| {name} | {cell(r['pooled'])} | {cell(r['vs_value'])} | {cell(r['ap'])} | "
                          f"{cell(r['early'])} | {per_env} | {rule} |")  # fmt: skip
         lines += ["", f"Winner (beats value and the random alarm): {s['winner'] or 'none'}; "

@@ -91,7 +91,8 @@ def _episode(value: list[float], success: bool) -> Episode:
 
 
 def test_eval_ranks_every_score_and_gives_chance_at_each_rules_rate(capsys: pytest.CaptureFixture) -> None:
-    mon = Monitor(MonitorConfig(window=1), feature_dim=4, obs_dim=3, action_dim=1, state_uncertainty=True)
+    cfg = MonitorConfig(window=1, statistic="max")
+    mon = Monitor(cfg, feature_dim=4, obs_dim=3, action_dim=1, state_uncertainty=True)
     mon.thresholds = {name: 0.5 for name in ("novelty", "uncertainty", "obs_novelty", "jitter")}
     mon.thresholds["value"] = -1.5  # -value > -1.5: value < 1.5
     # Failures end with a falling value (the score -value rises in their last steps); successes don't.
@@ -101,6 +102,9 @@ def test_eval_ranks_every_score_and_gives_chance_at_each_rules_rate(capsys: pyte
     rows = judge(mon, episodes, np.random.default_rng(0), windowed)
     assert [r["alarm"]["value"] for r in rows] == [3, 3, None, None]
     assert [r["statistic"]["value"] for r in rows] == [-1, 0, -2, -2]
+    # The default statistic, the mean of -value over each episode's steps (window 1).
+    mean = Monitor(MonitorConfig(window=1), feature_dim=4, obs_dim=3, action_dim=1, state_uncertainty=True)
+    assert [mean.statistics(w)["value"] for w in windowed] == pytest.approx([-2.25, -2.25, -8 / 3, -2.8])
     ranking = rank_scores(rows, windowed, horizon=2)
     assert ranking is not None and ranking["value"]["auroc"]["value"] == 1.0  # max -value: failures above
     # Early, horizon 2: positives -2, -1 | -3, 0; negatives -3, -2, -3 | -3, -3, -3, -3, -2.
@@ -151,12 +155,12 @@ def _policy(run_dir: Path) -> Any:
 
 def test_calibrate_with_candidate_options_saves_them_as_plain_values(ppo_run: Path, capsys) -> None:
     argv = ["monitor", "calibrate", str(ppo_run), "--episodes", "12", "--alpha", "0.2", "--updates", "20",
-            "--features", "all", "--skip", "2", "--full-windows", "--statistic", "mean",
+            "--features", "all", "--skip", "2", "--full-windows", "--statistic", "max",
             "--window", "3"]  # fmt: skip
     assert main(argv) == 0
     state = torch.load(ppo_run / "monitor" / "monitor.pt", weights_only=True)
     assert state["config"]["features"] == "all" and state["config"]["skip"] == 2
-    assert state["config"]["full_windows"] is True and state["config"]["statistic"] == "mean"
+    assert state["config"]["full_windows"] is True and state["config"]["statistic"] == "max"
     assert state["dims"]["feature_dim"] == 4 + 2 * state["dims"]["ensemble_dim"]
 
     # The per-step scorer reads the same view, skips the same steps and waits for full windows.

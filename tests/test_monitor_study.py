@@ -59,6 +59,7 @@ def test_alarm_rates_by_hand(summary) -> None:
     alarm = summary["auroc"]["candidate default"]["alarm"]
     assert alarm["fpr_in_distribution"] == pytest.approx(4 / 40)
     assert alarm["fpr"] == pytest.approx(12 / 135) and alarm["tpr"] == 1.0
+    assert (alarm["in_distribution_alarms"], alarm["in_distribution_successes"]) == (12, 120)
 
 
 def test_markdown_has_every_score(summary) -> None:

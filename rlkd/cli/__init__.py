@@ -305,7 +305,15 @@ def cmd_pretrain(argv: Sequence[str]) -> None:
 
 
 def _monitor_parser(sub: Any) -> None:
-    p = sub.add_parser("monitor", help="run-time failure prediction: calibrate, then eval (rlkd.monitor)")
+    p = sub.add_parser(
+        "monitor", help="run-time failure prediction: calibrate, then eval (rlkd.monitor)",
+        description="Run-time failure prediction (FIPER): calibrate on successful rollouts, then eval on "
+        "any env. Measured (bench/results/monitor_candidates, docs/monitor.md): the episode mean of the "
+        "policy-embedding novelty ranks failures above successes with AUROC 0.86 on AGV shifts and 0.78 "
+        "for a pixel Dreamer in unseen colours (the value head: 0.37, 0.60). The step-wise alarms keep "
+        "in-distribution false alarms within --alpha but raise one on only 14-39% of failed episodes "
+        "(and 5-15% of successful ones) in those tests.",
+    )  # fmt: skip
     p.add_argument("action", choices=["calibrate", "eval"])
     p.add_argument("run_dir")
     p.add_argument("--env", dest="env_id", default=None, help="another env with the run's spaces")
@@ -323,8 +331,9 @@ def _monitor_parser(sub: Any) -> None:
                         "layer2, ... (PPO hidden layers), all (obs + layers), deter, stoch (Dreamer state)")
     p.add_argument("--skip", type=int, default=0, help="calibrate: first steps of an episode left unscored")
     p.add_argument("--full-windows", action="store_true", help="calibrate: score only full windows")
-    p.add_argument("--statistic", choices=["max", "mean"], default="max",
-                   help="calibrate: episode statistic the AUROC ranks by (alarms read the max)")
+    p.add_argument("--statistic", choices=["mean", "max"], default="mean",
+                   help="calibrate: episode statistic the AUROC ranks by (alarms read the max); mean "
+                        "ranked failures best in bench/results/monitor_candidates")
     p.add_argument("--horizon", type=int, default=20,
                    help="eval: early-warning AUROC: the score at step t for a failure within this many steps")
     p.add_argument("--label", default=None, help="eval: name of the output files (default: from the env)")

@@ -2,8 +2,9 @@
 
 An alarm rule's TPR and FPR depend on its threshold; these do not. For every monitor score:
 
-* ``auroc`` and ``ap`` of the **episode statistic** (by default the maximum of the windowed score
-  over the episode, the statistic calibration thresholds), failed episodes positive;
+* ``auroc`` and ``ap`` of the **episode statistic** (by default the mean of the windowed score
+  over the episode; ``--statistic max``: its maximum, the statistic calibration thresholds), failed
+  episodes positive;
 * ``early_auroc`` and ``early_ap``: the windowed score **at step t** predicts a failure within the
   next ``horizon`` steps: positives are the last ``horizon`` steps of failed episodes (the failing
   step is the episode's last), negatives every step of successful episodes. The earlier steps of a
