@@ -19,6 +19,7 @@ import numpy as np
 DEFAULT = "rdd_d64_s1_m1"  # the defaults the study started from (PLAN.md, "Question")
 PAPER = {"sigma": 1.0, "m": 1.0}  # values reported as the paper's (tie-break, rule 3)
 SUCCESS, RETURN = "charts/success_rate", "charts/episodic_return"
+SEEDS = 5  # seeds per cell (PLAN.md): the rule reads a cell only once all of them finished
 
 
 def run_outcome(run: Path) -> dict[str, float] | None:
@@ -114,9 +115,10 @@ def choose(chain: dict[str, dict[str, Any]], agv: dict[str, dict[str, Any]]) -> 
         return {"chosen": DEFAULT, "winners": [], "reason": "no cell beats the default on the chain (rule 4)"}
     best = max(chain[n]["success"][0] for n in winners)
     tied = [n for n in winners if chain[n]["success"][0] >= best - 0.05]
-    missing = [n for n in [DEFAULT, *tied] if n not in agv]
+    missing = [n for n in [DEFAULT, *tied] if agv.get(n, {}).get("seeds", 0) < SEEDS]
     if missing:
-        return {"chosen": None, "winners": winners, "tied": tied, "reason": f"AGV runs missing: {missing}"}
+        return {"chosen": None, "winners": winners, "tied": tied,
+                "reason": f"AGV runs missing (fewer than {SEEDS} seeds): {missing}"}  # fmt: skip
     floor = agv[DEFAULT]["success"][0] - 0.05
     allowed = [n for n in tied if agv[n]["success"][0] >= floor]
     if not allowed:  # the best cells cost AGV success: the next-best winners are read the same way

@@ -69,6 +69,9 @@ def test_choice_reads_agv_then_the_papers_values_then_the_smaller_d(rule, chain)
     assert kept["chosen"] == DEFAULT and kept["dropped_for_agv"] == ["rdd_d128_s1_m1", "rdd_d256_s1_m1"]
     waiting = rule.choose(chain, {})
     assert waiting["chosen"] is None and "AGV runs missing" in waiting["reason"]
+    seeds = {DEFAULT: [0.9] * 5, "rdd_d128_s1_m1": [0.9] * 4, "rdd_d256_s1_m1": [0.9] * 5}
+    partial = rule.summarise(cells(seeds))
+    assert rule.choose(chain, partial)["chosen"] is None  # d128 has 4 of its 5 seeds: the rule waits
 
 
 def test_rdd_against_rnd(rule, chain) -> None:
