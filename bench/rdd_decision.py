@@ -112,7 +112,8 @@ def choose(chain: dict[str, dict[str, Any]], agv: dict[str, dict[str, Any]]) -> 
     rdd = [n for n in chain if n.startswith("rdd_") and n != DEFAULT]
     winners = [n for n in rdd if beats_default(chain[n], chain[DEFAULT])]
     if not winners:
-        return {"chosen": DEFAULT, "winners": [], "reason": "no cell beats the default on the chain (rule 4)"}
+        why = "no other cell beats the default on the chain (rule 4)"
+        return {"chosen": DEFAULT, "winners": [], "reason": why}
     best = max(chain[n]["success"][0] for n in winners)
     tied = [n for n in winners if chain[n]["success"][0] >= best - 0.05]
     missing = [n for n in [DEFAULT, *tied] if agv.get(n, {}).get("seeds", 0) < SEEDS]
@@ -122,8 +123,10 @@ def choose(chain: dict[str, dict[str, Any]], agv: dict[str, dict[str, Any]]) -> 
     floor = agv[DEFAULT]["success"][0] - 0.05
     allowed = [n for n in tied if agv[n]["success"][0] >= floor]
     if not allowed:  # the best cells cost AGV success: the next-best winners are read the same way
-        rest = {n: r for n, r in chain.items() if n not in tied}
-        return choose(rest, agv) | {"dropped_for_agv": tied}
+        rest = choose({n: r for n, r in chain.items() if n not in tied}, agv)
+        why = f"{tied} beat the default on the chain but cost AGV more than 0.05 (rule 3); then: "
+        dropped = tied + rest.get("dropped_for_agv", [])
+        return rest | {"dropped_for_agv": dropped, "reason": why + rest["reason"]}
 
     def rank(n: str) -> tuple[float, int, float]:
         p = parameters(n)
