@@ -424,9 +424,10 @@ class RDD(IntrinsicModule):
       with mean 1 an unseen state starts with a bonus near 1). One sigma for all states instead of a
       second random network sigma(s): reported as the paper's implementation choice.
     - ``output_dim``: 512 for pixels (RND's size; reported as RDD's on Atari); 64 for vectors, reported
-      as the paper's but not verified. rlkd's RND uses 128, and 128 found the goal of a lure chain
-      that 64 missed (issue 37): this default is to be chosen by measurement
-      (bench/results/exploration_rdd/PLAN.md, bench/results/rdd_mechanism/).
+      as the paper's but not verified. Kept by measurement (issue 37, docs/exploration.md): on the
+      project's lure chain no output size 32-256 (nor sigma 0.1-1) beat it; offset ``m = 0`` did
+      (5/5 seeds against 0/5) but cost AGV success (0.74 against 0.87), so ``m = 1`` stays too
+      (bench/results/exploration_rdd/decision.md).
     - ``hidden = 256`` (vector MLPs): rlkd's choice, not the paper's (reported: 64). A width of 64 was
       tried first: on the sparse AGV complex-static scene its predictor generalised so smoothly that
       the bonus barely told visited from unvisited poses, and PPO+RDD never learned to leave the
