@@ -167,8 +167,10 @@ def decide(out: Path, totals: dict[str, int]) -> dict[str, Any]:
     if "chain" in tables and DEFAULT in tables["chain"]:
         result["decision"] = choose(tables["chain"], tables.get("agv", {}))
         chosen = result["decision"]["chosen"]
+        # Rule 5, like rule 3, reads a task only once both cells have all their seeds.
+        complete = lambda tab: all(tab.get(n, {}).get("seeds", 0) >= SEEDS for n in (chosen, "rnd"))  # noqa: E731
         result["as_good_as_rnd"] = {t: as_good_as_rnd(tab[chosen], tab["rnd"]) for t, tab in tables.items()
-                                    if chosen in tab and "rnd" in tab}  # fmt: skip
+                                    if complete(tab)}  # fmt: skip
     (out / "decision.json").write_text(json.dumps(result, indent=1) + "\n")
     text = "\n".join(markdown(t, tab) for t, tab in tables.items())
     text += "\n" + json.dumps({k: v for k, v in result.items() if k != "tasks"}, indent=1) + "\n"
