@@ -3,7 +3,8 @@
 Stages, each kept when done (repeat the command after a kill; unfinished runs resume):
 
 1. **Source run**: DreamerV2 (``--preset cpu-pixels``) on ``rlkd/PointReach-Pixels-v1`` in the
-   "train" colours (floor and target hues in [0.02, 0.48], random-walked every step).
+   "train" colours (floor and target hues in [0.02, 0.48], random-walked every step), with a
+   14-pixel target square (``TARGET_PX``, every stage).
 2. **Teacher data**: every finished episode of that run, from the random prefill to competent ones
    (``rlkd collect --from-run``): the official ``train_eps``.
 3. **Teacher**: action-free pretraining on them (``rlkd pretrain --official-sampler``, the
@@ -46,6 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dreamer import baselines, episode_curve, run_all
 
 ENV = "rlkd/PointReach-Pixels-v1"
+TARGET_PX = 14
+"""Target square side (pixels at 64x64; the env's default is 9). At 9 the action-free teacher's
+latent never held the target (R^2 0.31 after the official 20,000 updates); at 14 a screen on random
+videos reached 0.84 after 1,000 updates (PLAN.md, addendum of 2026-12-07). Every stage uses it."""
+TASK_KWARGS = f"{{color_set: train, target_px: {TARGET_PX}}}"
 SIZES = ["--image-size", "32", "--deter", "200", "--stoch", "16", "--hidden", "64", "--units", "64",
          "--mlp-layers", "2", "--cnn-depth", "8", "--z-dim", "20"]  # fmt: skip
 """The cpu-pixels preset's model: pretraining must build the same shapes for naive fine-tuning."""
@@ -65,7 +71,7 @@ def teacher(out: Path, args: argparse.Namespace) -> Path:
     """Source run, its episodes, the pretrained teacher and its probe (each kept when done)."""
     source, data, run = out / "source", out / "source_episodes", out / "pretrain"
     argv = ["--agent", "dreamer", "--preset", "cpu-pixels", "--env", ENV, "--env-kwargs",
-            "{color_set: train}", "--seed", str(SOURCE_SEED), "--total-steps", str(args.source_steps),
+            TASK_KWARGS, "--seed", str(SOURCE_SEED), "--total-steps", str(args.source_steps),
             "--run-dir", str(source)]  # fmt: skip
     run_all([(source, argv)], 1)
     if not (data / "manifest.json").exists():
@@ -78,7 +84,8 @@ def teacher(out: Path, args: argparse.Namespace) -> Path:
     probe = run / "probe_teacher.json"
     if not probe.exists():
         script = Path(__file__).with_name("probe_teacher.py")
-        subprocess.run([sys.executable, str(script), str(run)], check=True)
+        kwargs = f"{{target_px: {TARGET_PX}}}"
+        subprocess.run([sys.executable, str(script), str(run), "--env-kwargs", kwargs], check=True)
     held = json.loads(probe.read_text())["train"]
     if not held["holds_task"] and not args.force:
         sys.exit(f"error: the teacher does not hold the target (R^2 {held['target_r2']:.2f}, agent "
@@ -97,7 +104,7 @@ def jobs(out: Path, args: argparse.Namespace, pretrained: Path | None) -> list[t
     for seed, name in itertools.product(args.seeds, args.agents):
         run = out / f"{name}__{seed}"
         argv = [*AGENTS[name], "--preset", "cpu-pixels", "--env", ENV, "--env-kwargs",
-                "{color_set: train}", "--color-switch", "--seed", str(seed),
+                TASK_KWARGS, "--color-switch", "--seed", str(seed),
                 "--total-steps", str(args.steps), "--run-dir", str(run),
                 "--checkpoint-interval", str(args.steps // 4)]  # fmt: skip
         if needs_teacher([name]):
@@ -195,7 +202,7 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
                  **{k: v for k, v in final_eval(r, args.episodes).items() if k != "episodes"}}
                 for r in folders]  # fmt: skip
         per[name] = {k: [row[k] for row in rows] for k in rows[0]}
-    refs = baselines("reach", ENV, args.episodes, color_set="test")
+    refs = baselines("reach", ENV, args.episodes, color_set="test", target_px=TARGET_PX)
     summary: dict = {"steps": args.steps, "seeds": {n: [int(r.name.split("__")[1]) for r in f]
                      for n, f in runs.items()}, "agents": {}, "diswm_vs": {}, "references": refs}  # fmt: skip
     summary["complete"] = all(len(runs.get(n, [])) == len(args.seeds) for n in args.agents)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/probe_teacher.py PRETRAIN_RUN [--episodes 600] [--seed 1000] [--out DIR]
+    python bench/probe_teacher.py PRETRAIN_RUN [--episodes 600] [--seed 1000] [--out DIR] [--env-kwargs YAML]
 
 Episodes of ``rlkd/PointReach-Pixels-v1`` with seeds the source data never used, in each colour
 set ("train", the source videos' colours, and "test", the transfer target's), drawn at the
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 from rlkd.agents.pretrain import PretrainConfig
 from rlkd.envs import make_vec
@@ -55,12 +56,12 @@ def load_teacher(run_dir: str) -> tuple[WorldModel, int]:
 
 
 def episodes(
-    color_set: str, n: int, size: int, seed: int, every: int = 5
+    color_set: str, n: int, size: int, seed: int, every: int = 5, **env_kwargs: object
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames (N*T, S, S, 3), positions (N*T, 4) and env index (N*T,) of ``n`` envs stepped at
     random until each has ended an episode (an env whose episode ends early goes on with a new one), every
-    ``every``-th step."""
-    envs = make_vec("rlkd/PointReach-Pixels-v1", n, seed, image_size=size, color_set=color_set)
+    ``every``-th step; ``env_kwargs`` go to the env (e.g. ``target_px``)."""
+    envs = make_vec("rlkd/PointReach-Pixels-v1", n, seed, image_size=size, color_set=color_set, **env_kwargs)
     rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
     inner = envs.unwrapped
@@ -120,10 +121,10 @@ def reconstructions(model: WorldModel, obs: np.ndarray, path: Path, count: int =
 
 
 def probe(
-    model: WorldModel, color_set: str, n: int, size: int, seed: int
+    model: WorldModel, color_set: str, n: int, size: int, seed: int, **env_kwargs: object
 ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Held-out R^2 of each position from the teacher's z, for both probes (and the frames)."""
-    obs, pos, episode = episodes(color_set, n, size, seed)
+    obs, pos, episode = episodes(color_set, n, size, seed, **env_kwargs)
     with torch.no_grad():
         z = torch.cat([model.encode(preprocess(torch.as_tensor(chunk)), sample=False)[1]
                        for chunk in np.array_split(obs, max(1, len(obs) // 2048))]).numpy()  # fmt: skip
@@ -151,14 +152,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=600, help="episodes (envs) per colour set")
     parser.add_argument("--seed", type=int, default=1000, help="env seed (the source data used others)")
     parser.add_argument("--out", help="output folder (default: the run folder)")
+    parser.add_argument("--env-kwargs", default="{}", help='more env keywords, e.g. "{target_px: 14}"')
     args = parser.parse_args()
+    env_kwargs = yaml.safe_load(args.env_kwargs) or {}
     torch.set_num_threads(1)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
     model, size = load_teacher(args.run)
     result = {}
     for k, color_set in enumerate(("train", "test")):
-        scores, obs = probe(model, color_set, args.episodes, size, args.seed + k)
+        scores, obs = probe(model, color_set, args.episodes, size, args.seed + k, **env_kwargs)
         result[color_set] = {**scores, **verdict(scores)}
         reconstructions(model, obs, out / f"teacher_{color_set}.png")
         print(color_set, json.dumps(result[color_set]))
