@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from tests.helpers import bench_script
 
 
@@ -18,7 +20,9 @@ def test_jobs_follow_the_papers_protocol_at_one_budget(tmp_path: Path) -> None:
         assert argv[argv.index("--preset") + 1] == "cpu-pixels"
         assert argv[argv.index("--total-steps") + 1] == "22000"
         # Official protocol: start in the source's colours, switch at half (dreamer.py l. 471-475).
-        assert argv[argv.index("--env-kwargs") + 1] == "{color_set: train}" and "--color-switch" in argv
+        # Every stage draws the larger target the teacher's probe needed (PLAN addendum).
+        kwargs = yaml.safe_load(argv[argv.index("--env-kwargs") + 1])
+        assert kwargs == {"color_set": "train", "target_px": 14} and "--color-switch" in argv
         assert ("--pretrained" in argv) == (not run.name.startswith("dreamer"))
     argv = dict(jobs)[tmp_path / "diswm__1"]
     # The official strength: eta frozen at its build value, the KL summed over a 50-step window.
