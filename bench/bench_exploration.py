@@ -185,7 +185,10 @@ def rdd_study(args: argparse.Namespace) -> None:
             print(rep.text)
     from rdd_decision import decide
 
-    decide(out, {t: args.total_steps or TASKS[t].total_steps for t in args.tasks})
+    # Every task with runs, not only those run now: the decision reads the chain and AGV together.
+    budgets = {t: args.total_steps if args.total_steps and t in args.tasks else task.total_steps
+               for t, task in TASKS.items()}  # fmt: skip
+    decide(out, budgets)
     print((out / "decision.md").read_text())
     print(f"total wall time: {time.time() - start:.0f}s")
 
