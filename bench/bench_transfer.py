@@ -81,8 +81,8 @@ def teacher(out: Path, args: argparse.Namespace) -> Path:
             "--total-steps", str(args.pretrain_updates), "--checkpoint-interval", "2000",
             "--image-log-interval", "2000", "--run-dir", str(run)]  # fmt: skip
     run_all([(run, argv)], 1, command="pretrain")
-    probe = run / "probe_teacher.json"
-    if not probe.exists():
+    probe = run / "probe_teacher.json"  # probed again when the teacher has trained further
+    if not probe.exists() or json.loads(probe.read_text()).get("updates") != args.pretrain_updates:
         script = Path(__file__).with_name("probe_teacher.py")
         kwargs = f"{{target_px: {TARGET_PX}}}"
         subprocess.run([sys.executable, str(script), str(run), "--env-kwargs", kwargs], check=True)
@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     parser.add_argument("--steps", type=int, default=30_000, help="target env steps per run")
     parser.add_argument("--source-steps", type=int, default=22_000, help="env steps of the source run")
-    parser.add_argument("--pretrain-updates", type=int, default=8_000)
+    parser.add_argument("--pretrain-updates", type=int, default=20_000, help="the official count")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time, one core each")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
     parser.add_argument("--analyse-only", action="store_true", help="skip training; analyse finished runs")

@@ -44,15 +44,16 @@ from rlkd.world_model.model import WorldModel
 TARGETS = ("agent_x", "agent_y", "target_x", "target_y")
 
 
-def load_teacher(run_dir: str) -> tuple[WorldModel, int]:
-    """The pretrained action-free world model of ``run_dir`` and its image size."""
+def load_teacher(run_dir: str) -> tuple[WorldModel, int, int]:
+    """The pretrained action-free world model of ``run_dir`` (latest checkpoint), its image size and
+    its update count."""
     payload = Run.open(run_dir).load_checkpoint("latest")
     meta = payload["state"]["meta"]
     cfg = PretrainConfig(**{k: v for k, v in meta.items() if k in PretrainConfig.__dataclass_fields__})
     size = int(meta["image_size"])
     model = WorldModel(cfg, action_dim=0, obs_shape=(size, size, 3), beta_vae=True)
     model.load_state_dict(payload["state"]["model"])
-    return model.eval(), size
+    return model.eval(), size, int(payload["step"])
 
 
 def episodes(
@@ -158,8 +159,8 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
-    model, size = load_teacher(args.run)
-    result = {}
+    model, size, updates = load_teacher(args.run)
+    result: dict = {"updates": updates}
     for k, color_set in enumerate(("train", "test")):
         scores, obs = probe(model, color_set, args.episodes, size, args.seed + k, **env_kwargs)
         result[color_set] = {**scores, **verdict(scores)}
