@@ -58,6 +58,8 @@ SIZES = ["--image-size", "32", "--deter", "200", "--stoch", "16", "--hidden", "6
 AGENTS = {"dreamer": ["--agent", "dreamer"], "naive-ft": ["--agent", "dreamer", "--finetune", "naive"],
           "diswm": ["--agent", "diswm", "--official-frozen-eta", "--distill-window", "50"],
           "diswm-eta0": ["--agent", "diswm", "--eta-init", "0", "--eta-final", "0"]}  # fmt: skip
+PLAN_SEEDS = (1, 2, 3, 4, 5)
+"""The plan's seeds: the summary is read only once every agent has all of them."""
 PREFILL = 1_000  # the cpu-pixels preset's random prefill: its episodes are left out of the means
 SOURCE_SEED = 100
 EVAL_SEED = 20_000
@@ -191,8 +193,10 @@ def finished(run: Path, steps: int) -> bool:
 def analyse(out: Path, args: argparse.Namespace) -> dict:
     from rlkd.analysis.numerics import bootstrap_band, probability_of_improvement
 
-    runs = {n: [out / f"{n}__{s}" for s in args.seeds if finished(out / f"{n}__{s}", args.steps)]
-            for n in args.agents}  # fmt: skip
+    # Every finished run in --out, whichever agents and seeds this invocation ran: the reading is
+    # of the whole benchmark (a session may run a few of its runs).
+    runs = {n: [out / f"{n}__{s}" for s in PLAN_SEEDS if finished(out / f"{n}__{s}", args.steps)]
+            for n in AGENTS}  # fmt: skip
     runs = {n: r for n, r in runs.items() if r}
     half = args.steps // 2
     per: dict[str, dict[str, list[float]]] = {}
@@ -205,7 +209,7 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
     refs = baselines("reach", ENV, args.episodes, color_set="test", target_px=TARGET_PX)
     summary: dict = {"steps": args.steps, "seeds": {n: [int(r.name.split("__")[1]) for r in f]
                      for n, f in runs.items()}, "agents": {}, "diswm_vs": {}, "references": refs}  # fmt: skip
-    summary["complete"] = all(len(runs.get(n, [])) == len(args.seeds) for n in args.agents)
+    summary["complete"] = all(len(runs.get(n, [])) == len(PLAN_SEEDS) for n in AGENTS)
     probe = out / "pretrain" / "probe_teacher.json"
     summary["teacher_probe"] = json.loads(probe.read_text()) if probe.exists() else None
     for name, metrics in per.items():
@@ -295,7 +299,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default="runs/transfer_switch")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(PLAN_SEEDS), help="seeds to run")
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     parser.add_argument("--steps", type=int, default=30_000, help="target env steps per run")
     parser.add_argument("--source-steps", type=int, default=22_000, help="env steps of the source run")
