@@ -190,14 +190,20 @@ def finished(run: Path, steps: int) -> bool:
     return (run / "checkpoints" / f"step_{steps:012d}.pt").exists()
 
 
+def finished_runs(out: Path, steps: int) -> tuple[dict[str, list[Path]], bool]:
+    """Every finished run of the plan's agents and seeds in ``out`` (whichever agents and seeds an
+    invocation ran: the reading is of the whole benchmark, and a session may run a few of its runs),
+    and whether all of them are in."""
+    runs = {n: [out / f"{n}__{s}" for s in PLAN_SEEDS if finished(out / f"{n}__{s}", steps)]
+            for n in AGENTS}  # fmt: skip
+    complete = all(len(r) == len(PLAN_SEEDS) for r in runs.values())
+    return {n: r for n, r in runs.items() if r}, complete
+
+
 def analyse(out: Path, args: argparse.Namespace) -> dict:
     from rlkd.analysis.numerics import bootstrap_band, probability_of_improvement
 
-    # Every finished run in --out, whichever agents and seeds this invocation ran: the reading is
-    # of the whole benchmark (a session may run a few of its runs).
-    runs = {n: [out / f"{n}__{s}" for s in PLAN_SEEDS if finished(out / f"{n}__{s}", args.steps)]
-            for n in AGENTS}  # fmt: skip
-    runs = {n: r for n, r in runs.items() if r}
+    runs, complete = finished_runs(out, args.steps)
     half = args.steps // 2
     per: dict[str, dict[str, list[float]]] = {}
     for name, folders in runs.items():
@@ -209,7 +215,7 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
     refs = baselines("reach", ENV, args.episodes, color_set="test", target_px=TARGET_PX)
     summary: dict = {"steps": args.steps, "seeds": {n: [int(r.name.split("__")[1]) for r in f]
                      for n, f in runs.items()}, "agents": {}, "diswm_vs": {}, "references": refs}  # fmt: skip
-    summary["complete"] = all(len(runs.get(n, [])) == len(PLAN_SEEDS) for n in AGENTS)
+    summary["complete"] = complete
     probe = out / "pretrain" / "probe_teacher.json"
     summary["teacher_probe"] = json.loads(probe.read_text()) if probe.exists() else None
     for name, metrics in per.items():

@@ -43,3 +43,28 @@ def test_verdict_reads_the_interval_of_the_probability_of_improvement() -> None:
     assert bench.verdict([0.2, 0.0, 0.45]) == "hurts"
     assert bench.verdict([0.7, 0.4, 0.9]) == "not shown"
     assert bench.verdict([0.5, 0.5, 0.5]) == "not shown"  # exactly 0.5 is no improvement
+
+
+def test_analysis_reads_every_finished_run_and_stays_partial_until_all_twenty(tmp_path: Path) -> None:
+    bench = bench_script("bench_transfer")
+    steps = 1_000
+
+    def finish(name: str, seed: int, step: int = steps) -> None:
+        (tmp_path / f"{name}__{seed}" / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{name}__{seed}" / "checkpoints" / f"step_{step:012d}.pt").touch()
+
+    finish("dreamer", 1)
+    finish("diswm", 1, step=steps // 2)  # unfinished: only a mid-run checkpoint
+    finish("naive-ft", 99)  # not a seed of the plan
+    runs, complete = bench.finished_runs(tmp_path, steps)
+    assert runs == {"dreamer": [tmp_path / "dreamer__1"]} and not complete
+    for name in bench.AGENTS:  # all but one run of the plan
+        for seed in bench.PLAN_SEEDS:
+            if (name, seed) != ("diswm-eta0", bench.PLAN_SEEDS[-1]):
+                finish(name, seed)
+    runs, complete = bench.finished_runs(tmp_path, steps)
+    assert sum(map(len, runs.values())) == 4 * len(bench.PLAN_SEEDS) - 1 and not complete
+    finish("diswm-eta0", bench.PLAN_SEEDS[-1])
+    runs, complete = bench.finished_runs(tmp_path, steps)
+    assert complete and list(runs) == list(bench.AGENTS)
+    assert all(len(r) == len(bench.PLAN_SEEDS) == 5 for r in runs.values())
