@@ -24,6 +24,7 @@ import functools
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -159,6 +160,12 @@ def study_jobs(tasks: list[str], configs: list[str], seeds: list[int], out: Path
     return jobs, lines
 
 
+def task_budgets(total_steps: int | None = None, run_now: Iterable[str] = ()) -> dict[str, int]:
+    """Env steps per run of every task: its own budget, or ``total_steps`` for the tasks in
+    ``run_now`` when given (``--total-steps`` applies only to the tasks of that invocation)."""
+    return {t: total_steps if total_steps and t in run_now else task.total_steps for t, task in TASKS.items()}
+
+
 def rdd_study(args: argparse.Namespace) -> None:
     """Run (or continue) the RDD study's runs, then report every task with runs."""
     out = Path(args.out or "bench/results/exploration_rdd")
@@ -186,9 +193,7 @@ def rdd_study(args: argparse.Namespace) -> None:
     from rdd_decision import decide
 
     # Every task with runs, not only those run now: the decision reads the chain and AGV together.
-    budgets = {t: args.total_steps if args.total_steps and t in args.tasks else task.total_steps
-               for t, task in TASKS.items()}  # fmt: skip
-    decide(out, budgets)
+    decide(out, task_budgets(args.total_steps, args.tasks))
     print((out / "decision.md").read_text())
     print(f"total wall time: {time.time() - start:.0f}s")
 

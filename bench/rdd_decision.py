@@ -179,10 +179,10 @@ def decide(out: Path, totals: dict[str, int]) -> dict[str, Any]:
 
 
 def main() -> None:
-    from bench_exploration import TASKS
+    from bench_exploration import task_budgets
 
     out = Path("bench/results/exploration_rdd")
-    decide(out, {name: task.total_steps for name, task in TASKS.items()})
+    decide(out, task_budgets())
     print((out / "decision.md").read_text())
 
 

@@ -37,3 +37,10 @@ def test_a_cell_whose_option_rlkd_lacks_is_skipped_not_started(tmp_path: Path) -
         assert len(jobs) == 1 and "--rdd-target-mean" in jobs[0].cmd
     else:
         assert jobs == [] and "no --rdd-target-mean" in lines[0]
+
+
+def test_total_steps_overrides_only_the_tasks_of_that_invocation() -> None:
+    bench = bench_script("bench_exploration")
+    own = {name: task.total_steps for name, task in bench.TASKS.items()}
+    assert bench.task_budgets() == own == bench.task_budgets(None, ["chain"])
+    assert bench.task_budgets(1_000, ["agv"]) == own | {"agv": 1_000}  # the chain keeps its 300k
