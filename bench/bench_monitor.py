@@ -42,6 +42,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -274,16 +275,24 @@ def judge_candidate(options: dict[str, Any], eps: dict[str, list[Any]], horizon:
     return result
 
 
-def pool_study(results: list[dict[str, Any]], labels: list[str], score: str) -> tuple[np.ndarray, ...]:
-    """Episode statistics, failure flags and episode ids of ``score`` over seeds and ``labels``."""
-    stats, failed, ids, offset = [], [], [], 0
+def pooled_envs(results: list[dict[str, Any]], labels: list[str]) -> Iterator[tuple[dict[str, Any], int]]:
+    """Each seed's record of each of ``labels``, with the pooled id of its first episode (ids run on
+    over seeds and labels, so a bootstrap resamples whole episodes)."""
+    offset = 0
     for res in results:
         for label in labels:
             env = res["envs"][label]
-            stats += env["statistic"][score]
-            failed += env["failed"]
-            ids += range(offset, offset + len(env["failed"]))
+            yield env, offset
             offset += len(env["failed"])
+
+
+def pool_study(results: list[dict[str, Any]], labels: list[str], score: str) -> tuple[np.ndarray, ...]:
+    """Episode statistics, failure flags and episode ids of ``score`` over seeds and ``labels``."""
+    stats, failed, ids = [], [], []
+    for env, offset in pooled_envs(results, labels):
+        stats += env["statistic"][score]
+        failed += env["failed"]
+        ids += range(offset, offset + len(env["failed"]))
     return np.array(stats, np.float64), np.array(failed, bool), np.array(ids)
 
 
@@ -292,16 +301,15 @@ def early_auroc(results: list[dict[str, Any]], labels: list[str], score: str) ->
     ``labels``, with its 95% interval from resampling episodes."""
     from rlkd.monitor.ranking import bootstrap
 
-    scores, positive, ids, offset = [], [], [], 0
-    for res in results:
-        for label in labels:
-            env = res["envs"][label]
-            early = env["early"][score]
-            scores += early["score"]
-            positive += early["positive"]
-            ids += [offset + i for i in early["episode"]]
-            offset += len(env["failed"])
-    return bootstrap(np.array(scores), np.array(positive, bool), np.array(ids, int), offset, 2000, 0)["auroc"]
+    scores, positive, ids, episodes = [], [], [], 0
+    for env, offset in pooled_envs(results, labels):
+        early = env["early"][score]
+        scores += early["score"]
+        positive += early["positive"]
+        ids += [offset + i for i in early["episode"]]
+        episodes = offset + len(env["failed"])
+    ids_array = np.array(ids, int)
+    return bootstrap(np.array(scores), np.array(positive, bool), ids_array, episodes, 2000, 0)["auroc"]
 
 
 def alarm_rates(results: list[dict[str, Any]], labels: list[str]) -> dict[str, float]:
