@@ -1,9 +1,11 @@
 """Issue 37's analysis and decision rule (bench/results/exploration_rdd/PLAN.md), on the study's runs.
 
 Per run: **success** is the last logged ``charts/success_rate``, **return** the last logged
-``charts/episodic_return``, **found** whether any logged success rate was above 0. Per cell: means
-over seeds with 95% bootstrap intervals, and the count of seeds that found the goal. The rule's
-comparisons use the difference of means (bootstrap interval) and the probability of improvement.
+``charts/episodic_return``, **found** whether any logged success rate was above 0. A task whose env
+reports no success (Montezuma, rule 7) has none; there **found** is any logged return above 0 and the
+comparisons read the return. Per cell: means over seeds with 95% bootstrap intervals, and the count
+of seeds that found the goal. The rule's comparisons use the difference of means (bootstrap
+interval) and the probability of improvement.
 
     python bench/rdd_decision.py                  # every task with runs; writes decision.json / .md
 """
@@ -28,11 +30,14 @@ def run_outcome(run: Path) -> dict[str, float] | None:
     from rlkd.analysis import load_run
 
     scalars = load_run(run).scalars
-    if SUCCESS not in scalars:
+    if RETURN not in scalars:
         return None
-    rates = scalars[SUCCESS].values
-    return {"success": float(rates[-1]), "return": float(scalars[RETURN].values[-1]),
-            "found": float((rates > 0).any()), "int_return_std": intrinsic_return_std(run)}  # fmt: skip
+    returns = scalars[RETURN].values
+    # A task without a goal flag (Montezuma): no success; "found" is any scoring episode.
+    rates = scalars[SUCCESS].values if SUCCESS in scalars else np.array([np.nan])
+    found = (rates > 0).any() if SUCCESS in scalars else (returns > 0).any()
+    return {"success": float(rates[-1]), "return": float(returns[-1]), "found": float(found),
+            "int_return_std": intrinsic_return_std(run)}  # fmt: skip
 
 
 def intrinsic_return_std(run: Path) -> float:
@@ -76,18 +81,22 @@ def summarise(cells: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, A
     from rlkd.analysis.numerics import bootstrap_band, mean_difference_interval, probability_of_improvement
 
     def band(values: list[float]) -> list[float]:
+        if np.isnan(values).any():  # a task without success (Montezuma)
+            return [float("nan")] * 3
         b = bootstrap_band(np.asarray(values)[:, None])
         return [float(b.mean[0]), float(b.lower[0]), float(b.upper[0])]
 
     table: dict[str, dict[str, Any]] = {}
     for name, cell in cells.items():
         scale = float(np.median(cell.get("int_return_std", [np.nan])))  # diagnostic, not in the rule
+        # The comparisons read success, or the return on a task without one (rule 7, Montezuma).
+        metric = "return" if np.isnan(cell["success"]).any() else "success"
         row: dict[str, Any] = {"seeds": len(cell["success"]), "found": int(sum(cell["found"])),
                                "success": band(cell["success"]), "return": band(cell["return"]),
-                               "int_return_std": scale}  # fmt: skip
+                               "compared": metric, "int_return_std": scale}  # fmt: skip
         for ref in (DEFAULT, "rnd"):
             if ref in cells and ref != name:
-                x, y = cell["success"], cells[ref]["success"]
+                x, y = cell[metric], cells[ref][metric]
                 row[f"vs_{ref}"] = {"difference": list(mean_difference_interval(x, y)),
                                     "p_improvement": list(probability_of_improvement(x, y))}  # fmt: skip
         table[name] = row
@@ -145,9 +154,10 @@ def as_good_as_rnd(rdd: dict[str, Any], rnd: dict[str, Any]) -> bool:
 
 def markdown(task: str, table: dict[str, dict[str, Any]]) -> str:
     """One task's table: cells with success, return, found, and the comparisons."""
-    fmt = lambda b: f"{b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}]"  # noqa: E731
-    head = ("| cell | seeds | found | success [95% CI] | return [95% CI] | success - default [95% CI] "
-            "| P(> default) | success - RND [95% CI] | int. return std at the end (median) |")  # fmt: skip
+    fmt = lambda b: "-" if np.isnan(b[0]) else f"{b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}]"  # noqa: E731
+    metric = next(iter(table.values()), {}).get("compared", "success")
+    head = (f"| cell | seeds | found | success [95% CI] | return [95% CI] | {metric} - default [95% CI] "
+            f"| P(> default) | {metric} - RND [95% CI] | int. return std at the end (median) |")  # fmt: skip
     lines = [f"### {task}", "", head, "|---" * 9 + "|"]
     for name, r in table.items():
         vs_d, vs_r = r.get(f"vs_{DEFAULT}"), r.get("vs_rnd")
