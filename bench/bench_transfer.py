@@ -28,13 +28,15 @@ seed, the mean return of the training episodes ending after the prefill and by t
 evaluation episodes of the last checkpoint in the "test" colours with the actor's mode; mean over
 seeds with a 95% percentile-bootstrap interval; DisWM against each other agent: the probability of
 improvement with its 95% bootstrap interval ("helps" when its lower end is above 0.5, "hurts" when
-its upper end is below 0.5). Writes ``summary.json``, ``summary.md`` and ``curves.png`` in ``--out``.
+its upper end is below 0.5). Writes ``summary.json``, ``summary.md``, ``curves.png`` and
+``reconstructions.png`` in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import io
 import itertools
 import json
 import subprocess
@@ -117,10 +119,10 @@ def jobs(out: Path, args: argparse.Namespace, pretrained: Path | None) -> list[t
 
 @functools.cache
 def scalars(run: Path) -> object:
-    """The run's TensorBoard scalars, read once (``EventAccumulator``)."""
+    """The run's TensorBoard scalars and images, read once (``EventAccumulator``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
     return acc
 
@@ -237,6 +239,7 @@ def analyse(out: Path, args: argparse.Namespace) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(markdown(summary))
     plot(out, runs, args.steps)
+    reconstructions(out, runs, args.steps)
     print(markdown(summary))
     return summary
 
@@ -298,6 +301,39 @@ def plot(out: Path, runs: dict[str, list[Path]], steps: int) -> None:
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)
     plt.close(fig)
+
+
+RECON_TAG = "world_model/reconstruction"
+
+
+def reconstructions(out: Path, runs: dict[str, list[Path]], steps: int) -> None:
+    """``reconstructions.png``: per agent (a row, its first finished seed), the world model's last
+    logged grid before the colour switch and its last one (each: frames over reconstructions, as
+    TensorBoard holds them), the diagnosis docs/diswm.md asks for."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for name, folders in runs.items():
+        acc = scalars(folders[0])
+        if RECON_TAG not in acc.Tags()["images"]:
+            continue
+        events = acc.Images(RECON_TAG)
+        before = [e for e in events if e.step <= steps // 2]
+        picks = [before[-1], events[-1]] if before else [events[-1]]
+        grids = [Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB") for e in picks]
+        width = sum(g.width + 8 for g in grids)
+        row = Image.new("RGB", (width, max(g.height for g in grids) + 12))
+        draw, x = ImageDraw.Draw(row), 0
+        for grid, event in zip(grids, picks, strict=True):
+            draw.text((x, 0), f"{name} step {event.step}", fill="white")
+            row.paste(grid, (x, 12))
+            x += grid.width + 8
+        rows.append(row)
+    if rows:
+        sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)))
+        for i, row in enumerate(rows):
+            sheet.paste(row, (0, sum(r.height for r in rows[:i])))
+        sheet.save(out / "reconstructions.png")
 
 
 def main() -> None:

@@ -68,3 +68,30 @@ def test_analysis_reads_every_finished_run_and_stays_partial_until_all_twenty(tm
     runs, complete = bench.finished_runs(tmp_path, steps)
     assert complete and list(runs) == list(bench.AGENTS)
     assert all(len(r) == len(bench.PLAN_SEEDS) == 5 for r in runs.values())
+
+
+def test_reconstruction_sheet_shows_each_agent_before_the_switch_and_at_the_end(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    bench = bench_script("bench_transfer")
+    runs = {}
+    for k, name in enumerate(["dreamer", "diswm"]):
+        run = tmp_path / f"{name}__1"
+        with SummaryWriter(str(run)) as writer:
+            for step, level in ((10, 0.2), (20, 0.4), (30, 0.6), (40, 0.8)):  # the switch is at 20
+                writer.add_images(bench.RECON_TAG, torch.full((2, 3, 4, 4), level + 0.1 * k), step)
+        runs[name] = [run]
+    bench.reconstructions(tmp_path, runs, steps=40)
+    sheet = np.asarray(Image.open(tmp_path / "reconstructions.png"))
+    grid_h, grid_w = 4, 2 * 4  # TensorBoard tiles the 2 images side by side, unpadded
+    row_h = grid_h + 12  # a 12-pixel label above each grid
+    assert sheet.shape[:2] == (2 * row_h, 2 * (grid_w + 8))
+    for k in range(2):  # each row: the last grid at or before the switch (20), then the last (40)
+        top = k * row_h + 12
+        before = sheet[top : top + grid_h, :grid_w]
+        after = sheet[top : top + grid_h, grid_w + 8 : 2 * grid_w + 8]
+        assert np.allclose(before, round((0.4 + 0.1 * k) * 255), atol=1)
+        assert np.allclose(after, round((0.8 + 0.1 * k) * 255), atol=1)
