@@ -33,9 +33,11 @@ def run_outcome(run: Path) -> dict[str, float] | None:
     if RETURN not in scalars:
         return None
     returns = scalars[RETURN].values
-    # A task without a goal flag (Montezuma): no success; "found" is any scoring episode.
-    rates = scalars[SUCCESS].values if SUCCESS in scalars else np.array([np.nan])
-    found = (rates > 0).any() if SUCCESS in scalars else (returns > 0).any()
+    if SUCCESS in scalars:
+        rates = scalars[SUCCESS].values
+        found = (rates > 0).any()
+    else:  # a task without a goal flag (Montezuma): no success; "found" is any scoring episode
+        rates, found = np.array([np.nan]), (returns > 0).any()
     return {"success": float(rates[-1]), "return": float(returns[-1]), "found": float(found),
             "int_return_std": intrinsic_return_std(run)}  # fmt: skip
 
