@@ -534,7 +534,7 @@ class Dreamer:
             cfg.replay_finished_only, cfg.official_sampler,
         )
         self.step = self.updates = self.train_credit = self.last_img = 0
-        self.prefill_done, self.frozen_eta = False, 0.0
+        self.prefill_done, self.frozen_eta = False, None
         self.recent: tuple[dict[str, Tensor], Tensor] | None = None  # last batch and reconstruction
         self.action = np.zeros((cfg.num_envs, self.action_dim), np.float32)
 
@@ -548,8 +548,10 @@ class Dreamer:
         self.prefill_done = step >= cfg.prefill
         # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
         # the eta formula always sees the step at which the model was built (after prefill): eta is
-        # frozen at its initial value. `official_frozen_eta` reproduces that.
-        self.frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
+        # frozen at its initial value. `official_frozen_eta` reproduces that. A resume keeps the value
+        # saved in the checkpoint: recomputing it at the resumed step would change eta mid-run.
+        if self.frozen_eta is None:
+            self.frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
         for i in range(cfg.num_envs):
             self.replay.add(i, obs[i], np.zeros(self.action_dim, np.float32), 0.0, True, False)
         self.latent = self.agent.wm.rssm.initial(cfg.num_envs, device)
@@ -579,7 +581,9 @@ class Dreamer:
         self.first, self.step = done, step
 
     def eta(self) -> float:
-        return self.frozen_eta if self.cfg.official_frozen_eta else eta_schedule(self.cfg, self.step)
+        if self.cfg.official_frozen_eta and self.frozen_eta is not None:
+            return self.frozen_eta
+        return eta_schedule(self.cfg, self.step)
 
     def updates_due(self) -> int:
         """Updates to run after this vector step: ``train_steps`` every ``train_every`` agent steps,
@@ -636,6 +640,7 @@ class Dreamer:
         state: dict[str, Any] = {
             "agent": self.agent.state_dict(), "opts": {k: o.state_dict() for k, o in self.opts.items()},
             "updates": self.updates, "train_credit": self.train_credit, "meta": model_meta(cfg),
+            "frozen_eta": self.frozen_eta,
             "action_dim": self.action_dim, "obs_shape": list(self.obs_shape), "beta_vae": cfg.mode != "none",
             "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
         }  # fmt: skip
@@ -655,6 +660,8 @@ class Dreamer:
         if "replay" in state:
             load_state(self.replay, state["replay"], "replay buffer")
         self.updates, self.train_credit = int(state["updates"]), int(state["train_credit"])
+        if state.get("frozen_eta") is not None:  # absent from checkpoints written before it was kept
+            self.frozen_eta = float(state["frozen_eta"])
 
 
 # ============================================================================ policy for eval / collect

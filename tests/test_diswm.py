@@ -352,8 +352,12 @@ def test_official_frozen_eta_freezes_eta(teacher_run: Path, tmp_path: Path) -> N
     cfg = dreamer_cfg(tmp_path / "bug", agent="diswm", pretrained=str(teacher_run), official_frozen_eta=True,
                       total_steps=150, image_log_interval=0)  # fmt: skip
     dreamer.train(cfg, Run.create(cfg, "diswm"), None)
+    # A resume keeps the frozen value: eta at the resumed step would differ (the decay is per step).
+    run = Run.open(tmp_path / "bug")
+    dreamer.train(dataclasses.replace(cfg, total_steps=230), run, run.load_checkpoint())
+    assert dreamer.eta_schedule(cfg, 150) != dreamer.eta_schedule(cfg, cfg.prefill)
     eta = scalars(tmp_path / "bug")["world_model/eta"]
-    assert len(eta) >= 2 and len(set(eta)) == 1
+    assert len(eta) >= 4 and len(set(eta)) == 1
     assert eta[0] == pytest.approx(dreamer.eta_schedule(cfg, cfg.prefill))
 
 
