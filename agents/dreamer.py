@@ -534,7 +534,7 @@ class Dreamer:
             cfg.replay_finished_only, cfg.official_sampler,
         )
         self.step = self.updates = self.train_credit = self.last_img = 0
-        self.prefill_done, self.frozen_eta = False, None
+        self.prefill_done = False
         self.recent: tuple[dict[str, Tensor], Tensor] | None = None  # last batch and reconstruction
         self.action = np.zeros((cfg.num_envs, self.action_dim), np.float32)
 
@@ -546,12 +546,6 @@ class Dreamer:
             note(f"prefill: random actions until step {cfg.prefill}, then {cfg.prefill_updates} updates")
         self.step = self.last_img = step
         self.prefill_done = step >= cfg.prefill
-        # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
-        # the eta formula always sees the step at which the model was built (after prefill): eta is
-        # frozen at its initial value. `official_frozen_eta` reproduces that. A resume keeps the value
-        # saved in the checkpoint: recomputing it at the resumed step would change eta mid-run.
-        if self.frozen_eta is None:
-            self.frozen_eta = eta_schedule(cfg, max(step, cfg.prefill))
         for i in range(cfg.num_envs):
             self.replay.add(i, obs[i], np.zeros(self.action_dim, np.float32), 0.0, True, False)
         self.latent = self.agent.wm.rssm.initial(cfg.num_envs, device)
@@ -581,9 +575,12 @@ class Dreamer:
         self.first, self.step = done, step
 
     def eta(self) -> float:
-        if self.cfg.official_frozen_eta and self.frozen_eta is not None:
-            return self.frozen_eta
-        return eta_schedule(self.cfg, self.step)
+        # Official code (models.py, WorldModel.__init__): `self._step = step` copies an int once, so
+        # the eta formula always sees the step at which the model was built (after prefill): eta is
+        # frozen at its initial value. `official_frozen_eta` reproduces that. Every run starts at
+        # step 0, so the value is derived, not kept: a resume gets the same eta.
+        step = self.cfg.prefill if self.cfg.official_frozen_eta else self.step
+        return eta_schedule(self.cfg, step)
 
     def updates_due(self) -> int:
         """Updates to run after this vector step: ``train_steps`` every ``train_every`` agent steps,
@@ -640,7 +637,6 @@ class Dreamer:
         state: dict[str, Any] = {
             "agent": self.agent.state_dict(), "opts": {k: o.state_dict() for k, o in self.opts.items()},
             "updates": self.updates, "train_credit": self.train_credit, "meta": model_meta(cfg),
-            "frozen_eta": self.frozen_eta,
             "action_dim": self.action_dim, "obs_shape": list(self.obs_shape), "beta_vae": cfg.mode != "none",
             "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
         }  # fmt: skip
@@ -660,8 +656,6 @@ class Dreamer:
         if "replay" in state:
             load_state(self.replay, state["replay"], "replay buffer")
         self.updates, self.train_credit = int(state["updates"]), int(state["train_credit"])
-        if state.get("frozen_eta") is not None:  # absent from checkpoints written before it was kept
-            self.frozen_eta = float(state["frozen_eta"])
 
 
 # ============================================================================ policy for eval / collect
